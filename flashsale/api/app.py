@@ -1,0 +1,34 @@
+"""The FastAPI application."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from flashsale.api.errors import install_error_handlers
+from flashsale.api.limits import BodySizeLimit
+from flashsale.api.metrics import LatencyMiddleware
+from flashsale.api.routes import health, orders, reservations, sales
+from flashsale.api.services import Services
+from flashsale.settings import Settings, get_settings
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    settings.require_jwt_secret()  # fail at start-up, not on the first request
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.services = Services.build(settings)
+        yield
+        await app.state.services.close()
+
+    app = FastAPI(title="FlashSale", version="0.1.0", lifespan=lifespan)
+    install_error_handlers(app)
+    for module in (reservations, orders, sales, health):
+        app.include_router(module.router)
+    app.add_middleware(LatencyMiddleware)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    return app

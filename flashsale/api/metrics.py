@@ -1,0 +1,53 @@
+"""Prometheus metrics: reservation outcomes and request latency."""
+
+from __future__ import annotations
+
+import time
+
+from prometheus_client import Counter, Histogram
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+RESERVATIONS = Counter(
+    "flashsale_reservations_total",
+    "Reservation requests by outcome",
+    ["outcome"],
+)
+HANDOFF_FAILURES = Counter(
+    "flashsale_handoff_failures_total",
+    "Accepted reservations whose task publish failed (left in the outbox for sweep)",
+)
+REQUEST_SECONDS = Histogram(
+    "flashsale_request_duration_seconds",
+    "HTTP request latency by route",
+    ["method", "route", "status"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+
+
+class LatencyMiddleware:
+    """Times every request, labelled by route template (not raw path: bounded labels)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            route = scope.get("route")
+            template = getattr(route, "path", "unmatched")
+            REQUEST_SECONDS.labels(scope["method"], template, str(status)).observe(
+                time.perf_counter() - start
+            )

@@ -1,0 +1,124 @@
+"""POST /v1/sales/{sale}/reservations: the hot path.
+
+One Redis round trip decides and records the purchase; the Celery task message is pushed
+by the same script (or, with the 'publish' handoff, right after it). No SQL here."""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from typing import Annotated
+
+import orjson
+import redis
+from fastapi import APIRouter, Header
+from starlette.responses import Response
+
+from flashsale.api.deps import CurrentUser, ServicesDep
+from flashsale.api.errors import ApiError, error_doc
+from flashsale.api.metrics import HANDOFF_FAILURES, RESERVATIONS
+from flashsale.api.schemas import ReservationOut, ReservationRequest
+from flashsale.orders import from_ms
+from flashsale.spec import is_valid_sale_name
+from flashsale.stock import Outcome, ReserveResult
+from flashsale.worker.message import persist_message
+
+log = logging.getLogger(__name__)
+router = APIRouter(tags=["reservations"])
+
+IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,200}$")
+
+_REFUSALS: dict[Outcome, tuple[int, str]] = {
+    Outcome.UNKNOWN_SALE: (404, "no such sale"),
+    Outcome.SOLD_OUT: (409, "no units left"),
+    Outcome.LIMIT_REACHED: (409, "this would exceed the per-user limit of the sale"),
+    Outcome.NOT_STARTED: (409, "the sale has not started yet"),
+    Outcome.ENDED: (409, "the sale has ended"),
+    Outcome.PAUSED: (409, "the sale is paused"),
+}
+
+
+@router.post(
+    "/v1/sales/{sale}/reservations",
+    status_code=202,
+    response_model=ReservationOut,
+    responses={
+        404: error_doc("unknown_sale"),
+        409: error_doc("sold_out", "limit_reached", "not_started", "ended", "paused"),
+        429: error_doc("rate_limited"),
+        401: error_doc("unauthorized"),
+        422: error_doc("invalid_request"),
+        503: error_doc("unavailable"),
+    },
+)
+async def reserve(
+    sale: str,
+    user: CurrentUser,
+    services: ServicesDep,
+    body: ReservationRequest | None = None,
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+) -> Response:
+    if not is_valid_sale_name(sale):
+        RESERVATIONS.labels(Outcome.UNKNOWN_SALE).inc()
+        raise ApiError(404, "unknown_sale", "no such sale")
+    if idempotency_key is not None and not IDEMPOTENCY_KEY.match(idempotency_key):
+        raise ApiError(422, "invalid_request", "Idempotency-Key: 1 to 200 visible ASCII chars")
+    quantity = body.quantity if body else 1
+    settings = services.settings
+    order_id = str(uuid.uuid4())
+    message = persist_message(sale, order_id, settings.queue)
+    script_handoff = settings.script_handoff
+    try:
+        result = await services.fast_stock.reserve(
+            sale,
+            user,
+            quantity,
+            order_id,
+            idempotency_key,
+            queue_key=settings.queue if script_handoff else "",
+            message=message if script_handoff else "",
+        )
+    except redis.RedisError as exc:
+        log.warning("reserve failed: %s", exc)
+        RESERVATIONS.labels("unavailable").inc()
+        raise ApiError(503, "unavailable", "stock service unavailable, retry") from None
+    RESERVATIONS.labels(result.outcome).inc()
+    if result.outcome is not Outcome.ACCEPTED:
+        raise _refusal(result)
+    if not script_handoff and not result.replayed:
+        await _publish(services, message)
+    assert result.order_id is not None
+    return Response(
+        orjson.dumps(
+            {
+                "order_id": result.order_id,
+                "sale": sale,
+                "quantity": result.quantity,
+                "status": "reserved",
+                "expires_at": from_ms(result.expires_at_ms).isoformat(),
+                "payment_url": f"/v1/orders/{result.order_id}/payment",
+            }
+        ),
+        status_code=202,
+        media_type="application/json",
+    )
+
+
+def _refusal(result: ReserveResult) -> ApiError:
+    if result.outcome is Outcome.RATE_LIMITED:
+        retry_after = max(1, -(-result.retry_after_ms // 1000))
+        return ApiError(
+            429, "rate_limited", "too many requests, slow down", {"Retry-After": str(retry_after)}
+        )
+    status, detail = _REFUSALS[result.outcome]
+    return ApiError(status, result.outcome.value, detail)
+
+
+async def _publish(services: ServicesDep, message: bytes) -> None:
+    """Hand the task to the broker; on failure the reservation waits in the outbox."""
+    try:
+        await services.broker.lpush(services.settings.queue, message)
+    except (redis.RedisError, OSError) as exc:
+        HANDOFF_FAILURES.inc()
+        log.warning("task publish failed, left for sweep: %s", exc)

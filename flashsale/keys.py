@@ -1,0 +1,52 @@
+"""Redis key names. Every key of one sale carries the hash tag {<sale>}, so each script
+touches one Redis Cluster slot. User-supplied parts come last and are length-prefixed
+where two of them meet, so crafted names cannot make two keys collide."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class SaleKeys:
+    sale: str
+
+    @property
+    def prefix(self) -> str:
+        return f"fs:{{{self.sale}}}:"
+
+    @property
+    def meta(self) -> str:
+        return self.prefix + "meta"
+
+    @property
+    def stock(self) -> str:
+        return self.prefix + "stock"
+
+    @property
+    def held(self) -> str:
+        return self.prefix + "held"
+
+    @property
+    def outbox(self) -> str:
+        return self.prefix + "outbox"
+
+    @property
+    def restored(self) -> str:
+        return self.prefix + "restored"
+
+    def rate(self, user: str) -> str:
+        return f"{self.prefix}rl:{user}"
+
+    def idempotency(self, user: str, key: str | None) -> str:
+        if key is None:
+            return self.prefix + "idem"
+        return f"{self.prefix}idem:{len(user)}:{user}:{key}"
+
+    def reservation(self, order_id: str) -> str:
+        return f"{self.prefix}r:{order_id}"
+
+    @property
+    def pattern(self) -> str:
+        """Glob matching every key of this sale (for clean-up)."""
+        return self.prefix + "*"

@@ -1,0 +1,207 @@
+"""Orders: persisting reservations idempotently, reading them, paying for them."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import redis
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session, sessionmaker
+
+from flashsale.db.models import Order, OrderStatus, Sale
+from flashsale.keys import SaleKeys
+from flashsale.sales import sale_names
+from flashsale.stock import Stock
+
+RESERVED = "reserved"  # accepted in Redis, not yet in SQL
+
+
+class UnknownOrder(LookupError):
+    pass
+
+
+class OrderClosed(Exception):
+    """The order can no longer be paid; `status` says why (expired or rejected)."""
+
+    def __init__(self, status: str) -> None:
+        super().__init__(status)
+        self.status = status
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """An accepted reservation as the reserve script recorded it."""
+
+    order_id: str
+    sale: str
+    user: str
+    quantity: int
+    reserved_at: datetime
+    expires_at: datetime
+    state: str
+
+    @classmethod
+    def from_hash(cls, sale: str, order_id: str, raw: dict[bytes, bytes]) -> Reservation:
+        return cls(
+            order_id=order_id,
+            sale=sale,
+            user=raw[b"user"].decode(),
+            quantity=int(raw[b"qty"]),
+            reserved_at=from_ms(int(raw[b"reserved_at"])),
+            expires_at=from_ms(int(raw[b"expires_at"])),
+            state=raw.get(b"state", b"reserved").decode(),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class OrderView:
+    order_id: str
+    sale: str
+    user: str
+    quantity: int
+    status: str
+    expires_at: datetime
+
+
+def from_ms(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+def parse_order_id(order_id: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(order_id)
+    except ValueError:
+        return None
+
+
+def read_reservation(client: redis.Redis, sale: str, order_id: str) -> Reservation | None:
+    raw = client.hgetall(SaleKeys(sale).reservation(order_id))
+    return Reservation.from_hash(sale, order_id, raw) if raw else None
+
+
+def find_reservation(
+    sessions: sessionmaker[Session], client: redis.Redis, order_id: str
+) -> Reservation | None:
+    """The order id does not name its sale, so ask every sale's Redis keys at once."""
+    names = sale_names(sessions)
+    if not names:
+        return None
+    pipe = client.pipeline(transaction=False)
+    for name in names:
+        pipe.hgetall(SaleKeys(name).reservation(order_id))
+    for name, raw in zip(names, pipe.execute(), strict=True):
+        if raw:
+            return Reservation.from_hash(name, order_id, raw)
+    return None
+
+
+def persist_reservation(
+    sessions: sessionmaker[Session], stock: Stock, sale: str, order_id: str
+) -> str | None:
+    """Write the reservation as an order, once; returns its status, None if unknown.
+
+    The insert is keyed by the reservation id, so a redelivered task finds the row and
+    does nothing. In the same transaction the sale's live units are raised only if they
+    stay within its stock: should Redis ever admit too much (a failover that lost writes),
+    the excess order is stored as rejected and never becomes payable."""
+    reservation = read_reservation(stock.client, sale, order_id)
+    if reservation is None:
+        return None
+    with sessions.begin() as session:
+        status = _insert_order(session, reservation)
+    stock.ack(sale, order_id, rejected=status == OrderStatus.REJECTED)
+    return status
+
+
+def _insert_order(session: Session, r: Reservation) -> str:
+    inserted = session.scalar(
+        insert(Order)
+        .values(
+            id=uuid.UUID(r.order_id),
+            sale=r.sale,
+            user_id=r.user,
+            quantity=r.quantity,
+            status=OrderStatus.PENDING_PAYMENT,
+            reserved_at=r.reserved_at,
+            expires_at=r.expires_at,
+        )
+        .on_conflict_do_nothing(index_elements=[Order.id])
+        .returning(Order.id)
+    )
+    if inserted is None:
+        existing = session.scalar(select(Order.status).where(Order.id == uuid.UUID(r.order_id)))
+        return existing or OrderStatus.PENDING_PAYMENT
+    within_stock = session.scalar(
+        update(Sale)
+        .where(Sale.name == r.sale, Sale.live_units + r.quantity <= Sale.stock)
+        .values(live_units=Sale.live_units + r.quantity)
+        .returning(Sale.name)
+    )
+    if within_stock is not None:
+        return OrderStatus.PENDING_PAYMENT
+    session.execute(
+        update(Order).where(Order.id == uuid.UUID(r.order_id)).values(status=OrderStatus.REJECTED)
+    )
+    return OrderStatus.REJECTED
+
+
+def get_order(
+    sessions: sessionmaker[Session], client: redis.Redis, user: str, order_id: str
+) -> OrderView:
+    """The order as its owner sees it; anyone else gets UnknownOrder."""
+    oid = parse_order_id(order_id)
+    if oid is None:
+        raise UnknownOrder(order_id)
+    with sessions() as session:
+        row = session.get(Order, oid)
+    if row is not None:
+        if row.user_id != user:
+            raise UnknownOrder(order_id)
+        return OrderView(str(oid), row.sale, row.user_id, row.quantity, row.status, row.expires_at)
+    reservation = find_reservation(sessions, client, str(oid))
+    if reservation is None or reservation.user != user:
+        raise UnknownOrder(order_id)
+    # Between the SQL read and now a worker may have persisted it; its state says so.
+    status = RESERVED if reservation.state == RESERVED else reservation.state
+    if status == "persisted":
+        return get_order(sessions, client, user, order_id)
+    return OrderView(
+        str(oid),
+        reservation.sale,
+        reservation.user,
+        reservation.quantity,
+        status,
+        reservation.expires_at,
+    )
+
+
+def pay_order(sessions: sessionmaker[Session], stock: Stock, user: str, order_id: str) -> str:
+    """Mark the order paid. One conditional UPDATE decides a race with the reaper."""
+    view = get_order(sessions, stock.client, user, order_id)
+    if view.status == RESERVED:
+        persist_reservation(sessions, stock, view.sale, view.order_id)
+    oid = uuid.UUID(view.order_id)
+    with sessions.begin() as session:
+        paid = session.scalar(
+            update(Order)
+            .where(
+                Order.id == oid,
+                Order.user_id == user,
+                Order.status == OrderStatus.PENDING_PAYMENT,
+                Order.expires_at > func.now(),
+            )
+            .values(status=OrderStatus.PAID, paid_at=func.now())
+            .returning(Order.id)
+        )
+        if paid is not None:
+            return OrderStatus.PAID
+        status = session.scalar(select(Order.status).where(Order.id == oid))
+    if status is None:
+        raise UnknownOrder(order_id)
+    if status == OrderStatus.PAID:
+        return OrderStatus.PAID
+    # pending_payment past its deadline is as good as expired: the reaper will return it.
+    raise OrderClosed(OrderStatus.REJECTED if status == OrderStatus.REJECTED else "expired")

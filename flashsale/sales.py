@@ -1,0 +1,152 @@
+"""Creating, updating and reading sales: SQL row and Redis stock together.
+
+`apply_sale` is the one loader: tests, `flashsale sale apply` and the operator all call it,
+so they can never disagree about what a spec means."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session, sessionmaker
+
+from flashsale.db.models import Order, OrderStatus, Sale
+from flashsale.keys import SaleKeys
+from flashsale.phase import Phase, sale_phase
+from flashsale.spec import SaleSpec, epoch_ms, is_valid_sale_name
+from flashsale.stock import SaleLimits, Stock, StockLoadError
+
+
+class InvalidSale(ValueError):
+    """The sale's name or spec cannot be applied; the message says why."""
+
+
+def limits_of(spec: SaleSpec) -> SaleLimits:
+    return SaleLimits(
+        total=spec.stock,
+        sku=spec.sku,
+        starts_at_ms=epoch_ms(spec.starts_at),
+        ends_at_ms=epoch_ms(spec.ends_at),
+        paused=spec.paused,
+        per_user_limit=spec.per_user_limit,
+        rate_per_second=spec.rate_limit.requests_per_second,
+        burst=spec.rate_limit.burst,
+        payment_timeout_seconds=spec.payment_timeout_seconds,
+    )
+
+
+def apply_sale(sessions: sessionmaker[Session], stock: Stock, name: str, spec: SaleSpec) -> int:
+    """Create or update sale `name`; returns the units still for sale in Redis.
+
+    The SQL row is written first and committed only after Redis accepted the new stock,
+    so a refused change leaves both as they were. Loading is idempotent, so applying the
+    same spec twice (or after a crash between the two) changes nothing."""
+    if not is_valid_sale_name(name):
+        raise InvalidSale(
+            f"sale name {name!r} must be a lowercase DNS-1123 name (a-z, 0-9, '-', '.')"
+        )
+    values: dict[str, Any] = {
+        "name": name,
+        "sku": spec.sku,
+        "stock": spec.stock,
+        "per_user_limit": spec.per_user_limit,
+        "payment_timeout_seconds": spec.payment_timeout_seconds,
+        "starts_at": spec.starts_at,
+        "ends_at": spec.ends_at,
+        "paused": spec.paused,
+        "spec": spec.as_document(),
+    }
+    with sessions.begin() as session:
+        live = session.scalar(select(Sale.live_units).where(Sale.name == name).with_for_update())
+        if live is not None and spec.stock < live:
+            raise InvalidSale(
+                f"sale {name!r}: stock cannot drop to {spec.stock}: {live} units are in orders"
+            )
+        upsert = insert(Sale).values(**values)
+        session.execute(
+            upsert.on_conflict_do_update(
+                index_elements=[Sale.name],
+                set_={k: upsert.excluded[k] for k in values if k != "name"}
+                | {"updated_at": func.now()},
+            )
+        )
+        try:
+            return stock.load(name, limits_of(spec))
+        except StockLoadError as exc:
+            raise InvalidSale(str(exc)) from exc
+
+
+@dataclass(frozen=True, slots=True)
+class StockFigures:
+    total: int
+    remaining: int
+    reserved: int
+    pending_payment: int
+    paid: int
+    expired: int
+
+
+@dataclass(frozen=True, slots=True)
+class SaleStatus:
+    name: str
+    sku: str
+    phase: Phase
+    starts_at: str | None
+    ends_at: str | None
+    stock: StockFigures
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def sale_names(sessions: sessionmaker[Session]) -> list[str]:
+    with sessions() as session:
+        return list(session.scalars(select(Sale.name).order_by(Sale.name)))
+
+
+def sale_status(sessions: sessionmaker[Session], stock: Stock, name: str) -> SaleStatus | None:
+    """Phase and stock figures: remaining and reserved from Redis, the rest from SQL."""
+    with sessions() as session:
+        sale = session.get(Sale, name)
+        if sale is None:
+            return None
+        units = dict(
+            session.execute(
+                select(Order.status, func.sum(Order.quantity))
+                .where(Order.sale == name)
+                .group_by(Order.status)
+            ).tuples()
+        )
+    keys = SaleKeys(name)
+    pipe = stock.client.pipeline(transaction=False)
+    pipe.hmget(keys.meta, "starts", "ends", "paused", "closed", "inflight", "total")
+    pipe.get(keys.stock)
+    pipe.time()
+    meta, remaining_raw, (secs, micros) = pipe.execute()
+    in_redis = meta[5] is not None
+    remaining = int(remaining_raw or 0)
+    phase = sale_phase(
+        now_ms=int(secs) * 1000 + int(micros) // 1000,
+        starts_ms=epoch_ms(sale.starts_at),
+        ends_ms=epoch_ms(sale.ends_at),
+        paused=sale.paused,
+        closed=not in_redis or meta[3] == b"1",
+        remaining=remaining,
+    )
+    return SaleStatus(
+        name=sale.name,
+        sku=sale.sku,
+        phase=phase,
+        starts_at=sale.starts_at.isoformat() if sale.starts_at else None,
+        ends_at=sale.ends_at.isoformat() if sale.ends_at else None,
+        stock=StockFigures(
+            total=sale.stock,
+            remaining=remaining,
+            reserved=int(meta[4] or 0),
+            pending_payment=int(units.get(OrderStatus.PENDING_PAYMENT, 0)),
+            paid=int(units.get(OrderStatus.PAID, 0)),
+            expired=int(units.get(OrderStatus.EXPIRED, 0)),
+        ),
+    )

@@ -1,0 +1,85 @@
+"""All configuration, read from FLASHSALE_* environment variables."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PLACEHOLDER_SECRETS = frozenset({"", "changeme", "change-me", "secret", "changethis"})
+
+
+class Settings(BaseSettings):
+    """One place for every knob; the same variables in containers and locally."""
+
+    model_config = SettingsConfigDict(env_prefix="FLASHSALE_", extra="ignore")
+
+    redis_url: str | None = Field(default=None, description="Redis holding stock.")
+    database_url: str | None = Field(default=None, description="PostgreSQL holding orders.")
+    broker_url: str | None = Field(
+        default=None, description="Celery broker (Redis); defaults to redis_url."
+    )
+    jwt_secret: SecretStr | None = Field(default=None, description="HS256 key for JWTs.")
+    data_dir: Path = Field(default=Path(".flashsale"), description="Local data folder.")
+
+    handoff: Literal["auto", "script", "publish"] = Field(
+        default="auto",
+        description=(
+            "How an accepted reservation reaches Celery. 'script': the reserve script pushes "
+            "the task message itself (reserve and enqueue are one atomic step; needs the "
+            "broker on the same Redis, not a Redis Cluster). 'publish': the API pushes it "
+            "after the script. 'auto': 'script' when the broker is the stock Redis."
+        ),
+    )
+    queue: str = Field(default="flashsale.orders", description="Celery queue for orders.")
+    orders_per_second: float = Field(
+        default=500.0, gt=0, description="Steady pace at which each worker persists orders."
+    )
+    worker_concurrency: int = Field(default=4, ge=1)
+    sweep_after_seconds: float = Field(
+        default=30.0, gt=0, description="Outbox age after which sweep re-publishes."
+    )
+    reap_batch_size: int = Field(default=500, ge=1)
+    publish_timeout_seconds: float = Field(default=0.5, gt=0)
+    max_body_bytes: int = Field(default=4096, ge=64)
+    max_token_bytes: int = Field(default=4096, ge=64)
+    token_cache_size: int = Field(default=65536, ge=0)
+    api_workers: int = Field(default=1, ge=1)
+
+    @property
+    def effective_broker_url(self) -> str | None:
+        return self.broker_url or self.redis_url
+
+    @property
+    def script_handoff(self) -> bool:
+        if self.handoff == "auto":
+            return self.effective_broker_url == self.redis_url
+        return self.handoff == "script"
+
+    def require_jwt_secret(self) -> str:
+        """The signing key, or an error that stops the process from serving with none."""
+        secret = self.jwt_secret.get_secret_value() if self.jwt_secret else ""
+        if secret.strip().lower() in PLACEHOLDER_SECRETS:
+            raise RuntimeError(
+                "FLASHSALE_JWT_SECRET is not set (or is a placeholder); "
+                "refusing to start without a real signing key"
+            )
+        return secret
+
+    def require_redis_url(self) -> str:
+        if not self.redis_url:
+            raise RuntimeError("FLASHSALE_REDIS_URL is not set")
+        return self.redis_url
+
+    def require_database_url(self) -> str:
+        if not self.database_url:
+            raise RuntimeError("FLASHSALE_DATABASE_URL is not set")
+        return self.database_url
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

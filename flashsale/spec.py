@@ -1,0 +1,60 @@
+"""The FlashSale spec: one schema for the CRD, `flashsale sale apply` and the operator."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any, Self
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+
+# Kubernetes object names (DNS-1123 subdomain); also safe inside Redis keys and URLs.
+SALE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+
+
+def is_valid_sale_name(name: str) -> bool:
+    return len(name) <= 253 and SALE_NAME.match(name) is not None
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+
+
+class RateLimit(_Spec):
+    requests_per_second: float = Field(default=2.0, ge=0, alias="requestsPerSecond")
+    burst: int = Field(default=5, ge=1)
+
+
+class ApiScale(_Spec):
+    replicas: int = Field(default=2, ge=0)
+
+
+class WorkerScale(_Spec):
+    replicas: int = Field(default=1, ge=0)
+    orders_per_second: float = Field(default=500.0, gt=0, alias="ordersPerSecond")
+
+
+class SaleSpec(_Spec):
+    sku: str = Field(min_length=1, max_length=255)
+    stock: int = Field(ge=0)
+    per_user_limit: int = Field(default=1, ge=1, alias="perUserLimit")
+    starts_at: AwareDatetime | None = Field(default=None, alias="startsAt")
+    ends_at: AwareDatetime | None = Field(default=None, alias="endsAt")
+    payment_timeout_seconds: int = Field(default=600, ge=1, alias="paymentTimeoutSeconds")
+    paused: bool = False
+    rate_limit: RateLimit = Field(default_factory=RateLimit, alias="rateLimit")
+    api: ApiScale = Field(default_factory=ApiScale)
+    worker: WorkerScale = Field(default_factory=WorkerScale)
+
+    @model_validator(mode="after")
+    def _window_is_ordered(self) -> Self:
+        if self.starts_at and self.ends_at and self.ends_at <= self.starts_at:
+            raise ValueError("endsAt must be after startsAt")
+        return self
+
+    def as_document(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def epoch_ms(moment: datetime | None) -> int:
+    return int(moment.timestamp() * 1000) if moment else 0

@@ -1,0 +1,208 @@
+"""Stock in Redis: the Lua scripts, loaded once and called through redis-py's Script
+objects (which re-send the source after NOSCRIPT, e.g. when Redis restarted)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import redis
+import redis.asyncio
+
+from flashsale.keys import SaleKeys
+
+
+@cache
+def lua_source(name: str) -> str:
+    return resources.files("flashsale").joinpath("lua", f"{name}.lua").read_text()
+
+
+class Outcome(StrEnum):
+    """What the reserve script decided; each maps to one HTTP answer."""
+
+    ACCEPTED = "accepted"
+    UNKNOWN_SALE = "unknown_sale"
+    ENDED = "ended"
+    PAUSED = "paused"
+    NOT_STARTED = "not_started"
+    RATE_LIMITED = "rate_limited"
+    LIMIT_REACHED = "limit_reached"
+    SOLD_OUT = "sold_out"
+
+
+@dataclass(frozen=True, slots=True)
+class ReserveResult:
+    outcome: Outcome
+    order_id: str | None = None
+    expires_at_ms: int = 0
+    quantity: int = 0
+    replayed: bool = False
+    retry_after_ms: int = 0
+
+    @classmethod
+    def parse(cls, raw: list[Any]) -> ReserveResult:
+        code = _text(raw[0])
+        if code == "ok":
+            return cls(
+                Outcome.ACCEPTED,
+                order_id=_text(raw[1]),
+                expires_at_ms=int(raw[2]),
+                quantity=int(raw[3]),
+                replayed=_text(raw[4]) == "1",
+            )
+        if code == "rate_limited":
+            return cls(Outcome.RATE_LIMITED, retry_after_ms=int(raw[1]))
+        return cls(Outcome(code))
+
+
+@dataclass(frozen=True, slots=True)
+class SaleLimits:
+    """The part of a sale's spec that the reserve script enforces."""
+
+    total: int
+    sku: str
+    starts_at_ms: int
+    ends_at_ms: int
+    paused: bool
+    per_user_limit: int
+    rate_per_second: float
+    burst: int
+    payment_timeout_seconds: int
+
+
+class StockLoadError(ValueError):
+    """The new total would take away units that are already sold."""
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def reserve_call(
+    sale: str,
+    user: str,
+    quantity: int,
+    order_id: str,
+    idempotency_key: str | None,
+    queue_key: str,
+    message: bytes | str,
+) -> tuple[list[str], list[Any]]:
+    """KEYS and ARGV of reserve.lua, shared by the sync and async clients."""
+    k = SaleKeys(sale)
+    keys = [
+        k.meta,
+        k.stock,
+        k.held,
+        k.rate(user),
+        k.idempotency(user, idempotency_key),
+        k.outbox,
+        k.reservation(order_id),
+        queue_key,
+    ]
+    return keys, [user, quantity, order_id, message, "1" if idempotency_key else "0"]
+
+
+class AsyncStock:
+    """The reservation hot path: one EVALSHA per purchase."""
+
+    def __init__(self, client: redis.asyncio.Redis) -> None:
+        self.client = client
+        self._reserve = client.register_script(lua_source("reserve"))
+
+    async def reserve(
+        self,
+        sale: str,
+        user: str,
+        quantity: int,
+        order_id: str,
+        idempotency_key: str | None = None,
+        queue_key: str = "",
+        message: bytes | str = "",
+    ) -> ReserveResult:
+        keys, args = reserve_call(
+            sale,
+            user,
+            quantity,
+            order_id,
+            idempotency_key,
+            queue_key or SaleKeys(sale).meta,
+            message,
+        )
+        return ReserveResult.parse(await self._reserve(keys=keys, args=args))
+
+
+class Stock:
+    """Everything else that changes stock, for workers, the reaper and the loader."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.client = client
+        self._reserve = client.register_script(lua_source("reserve"))
+        self._load = client.register_script(lua_source("load"))
+        self._ack = client.register_script(lua_source("ack"))
+        self._restore = client.register_script(lua_source("restore"))
+
+    def reserve(
+        self,
+        sale: str,
+        user: str,
+        quantity: int,
+        order_id: str,
+        idempotency_key: str | None = None,
+        queue_key: str = "",
+        message: bytes | str = "",
+    ) -> ReserveResult:
+        keys, args = reserve_call(
+            sale,
+            user,
+            quantity,
+            order_id,
+            idempotency_key,
+            queue_key or SaleKeys(sale).meta,
+            message,
+        )
+        return ReserveResult.parse(self._reserve(keys=keys, args=args))
+
+    def load(self, sale: str, limits: SaleLimits) -> int:
+        """Create or update the sale; returns the units still for sale."""
+        k = SaleKeys(sale)
+        raw = self._load(
+            keys=[k.meta, k.stock],
+            args=[
+                limits.total,
+                limits.sku,
+                limits.starts_at_ms,
+                limits.ends_at_ms,
+                "1" if limits.paused else "0",
+                limits.per_user_limit,
+                repr(float(limits.rate_per_second)),
+                limits.burst,
+                limits.payment_timeout_seconds,
+            ],
+        )
+        if _text(raw[0]) == "below_sold":
+            raise StockLoadError(
+                f"sale {sale!r}: stock cannot drop to {limits.total}: "
+                f"{int(raw[1]) - int(raw[2])} units are already taken"
+            )
+        return int(raw[2])
+
+    def ack(self, sale: str, order_id: str, rejected: bool = False) -> bool:
+        k = SaleKeys(sale)
+        done = self._ack(
+            keys=[k.meta, k.outbox, k.reservation(order_id), k.held],
+            args=[order_id, "rejected" if rejected else "persisted"],
+        )
+        return bool(int(done))
+
+    def restore(self, sale: str, order_id: str, user: str, quantity: int) -> int:
+        """1: units returned now; 0: returned before; -1: the sale is gone from Redis."""
+        k = SaleKeys(sale)
+        return int(
+            self._restore(
+                keys=[k.meta, k.stock, k.held, k.restored, k.reservation(order_id)],
+                args=[order_id, user, quantity],
+            )
+        )
