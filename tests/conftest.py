@@ -1,0 +1,192 @@
+"""Real servers for the whole session: Redis, PostgreSQL, the API over HTTP and a Celery
+worker, each on its own free port in its own temporary folder."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis
+from sqlalchemy import text
+from sqlalchemy.orm import Session, sessionmaker
+
+from flashsale.api.auth import issue_token
+from flashsale.db.engine import session_factory
+from flashsale.db.migrate import upgrade
+from flashsale.embedded import PostgresServer, RedisServer, free_port
+from flashsale.sales import apply_sale
+from flashsale.spec import SaleSpec
+from flashsale.stock import Stock
+
+JWT_SECRET = "test-secret-" + "x" * 32
+FLASHSALE = str(Path(sys.executable).parent / "flashsale")
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, every: float = 0.1) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        time.sleep(every)
+
+
+@dataclass
+class Platform:
+    redis_url: str
+    database_url: str
+    env: dict[str, str]
+    sessions: sessionmaker[Session]
+    stock: Stock
+
+    def sale(self, name: str | None = None, **spec: Any) -> str:
+        """Create a sale with test-friendly defaults (no rate limit unless asked)."""
+        name = name or f"t-{uuid.uuid4().hex[:10]}"
+        doc: dict[str, Any] = {
+            "sku": "SKU-1",
+            "stock": 10,
+            "perUserLimit": 1,
+            "rateLimit": {"requestsPerSecond": 0, "burst": 1},
+        }
+        doc.update(spec)
+        apply_sale(self.sessions, self.stock, name, SaleSpec.model_validate(doc))
+        return name
+
+    def orders(self, sale: str) -> list[dict[str, Any]]:
+        with self.sessions() as session:
+            rows = session.execute(
+                text(
+                    "SELECT id, user_id, quantity, status, restored_at FROM orders WHERE sale = :s"
+                ),
+                {"s": sale},
+            ).mappings()
+            return [dict(row) for row in rows]
+
+    def remaining(self, sale: str) -> int:
+        return int(self.stock.client.get(f"fs:{{{sale}}}:stock") or 0)
+
+
+def token(user: str, ttl: int = 3600) -> str:
+    return issue_token(JWT_SECRET, user, ttl)
+
+
+def auth(user: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token(user)}"}
+
+
+class Process:
+    """A `flashsale` subcommand running in the background, with its output in a file."""
+
+    def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
+        self.args, self.env, self.log = args, env, log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Process:
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen(
+                [FLASHSALE, *self.args],
+                env=self.env,
+                stdout=out,
+                stderr=out,
+                start_new_session=True,
+            )
+        return self
+
+    def stop(self, sig: int = 15) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, sig)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, 9)
+                self.proc.wait()
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+@pytest.fixture(scope="session")
+def workdir() -> Iterator[Path]:
+    # Not pytest's tmp_path: its 0700 parents would keep an unprivileged postgres out.
+    path = Path(tempfile.mkdtemp(prefix="flashsale-test-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def platform(workdir: Path) -> Iterator[Platform]:
+    rds = RedisServer(workdir / "redis", appendonly=False).start()
+    pg = PostgresServer(workdir / "pg", durable=False).start()
+    upgrade(pg.url)
+    env = {
+        **os.environ,
+        "FLASHSALE_REDIS_URL": rds.url,
+        "FLASHSALE_DATABASE_URL": pg.url,
+        "FLASHSALE_JWT_SECRET": JWT_SECRET,
+        "FLASHSALE_ORDERS_PER_SECOND": "5000",
+        "FLASHSALE_SWEEP_AFTER_SECONDS": "1",
+    }
+    client = redis.Redis.from_url(rds.url)
+    try:
+        yield Platform(rds.url, pg.url, env, session_factory(pg.url), Stock(client))
+    finally:
+        client.close()
+        rds.stop()
+        pg.stop()
+
+
+def start_api(
+    platform: Platform, workdir: Path, name: str, **extra_env: str
+) -> tuple[Process, str]:
+    port = free_port()
+    proc = Process(
+        ["api", "--port", str(port)], {**platform.env, **extra_env}, workdir / f"{name}.log"
+    ).start()
+    base = f"http://127.0.0.1:{port}"
+
+    def healthy() -> bool:
+        assert proc.proc and proc.proc.poll() is None, proc.output()
+        try:
+            return httpx.get(base + "/healthz", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    wait_for(healthy, timeout=60)
+    return proc, base
+
+
+@pytest.fixture(scope="session")
+def api(platform: Platform, workdir: Path) -> Iterator[str]:
+    proc, base = start_api(platform, workdir, "api")
+    yield base
+    proc.stop()
+
+
+@pytest.fixture(scope="session")
+def worker(platform: Platform, workdir: Path) -> Iterator[Process]:
+    proc = Process(
+        ["worker", "--pool", "threads", "--concurrency", "8"], platform.env, workdir / "worker.log"
+    ).start()
+    wait_for(lambda: "ready" in proc.output(), timeout=60)
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture
+async def client(api: str) -> Any:
+    limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
+    async with httpx.AsyncClient(base_url=api, timeout=30, limits=limits) as c:
+        yield c
