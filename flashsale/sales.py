@@ -112,13 +112,12 @@ def sale_status(sessions: sessionmaker[Session], stock: Stock, name: str) -> Sal
         sale = session.get(Sale, name)
         if sale is None:
             return None
-        units = dict(
-            session.execute(
-                select(Order.status, func.sum(Order.quantity))
-                .where(Order.sale == name)
-                .group_by(Order.status)
-            ).tuples()
-        )
+        rows = session.execute(
+            select(Order.status, func.sum(Order.quantity))
+            .where(Order.sale == name)
+            .group_by(Order.status)
+        ).all()
+        units = {status: int(total) for status, total in rows}
     keys = SaleKeys(name)
     pipe = stock.client.pipeline(transaction=False)
     pipe.hmget(keys.meta, "starts", "ends", "paused", "closed", "inflight", "total")

@@ -1,0 +1,33 @@
+"""Liveness, readiness, metrics, OpenAPI."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from flashsale.settings import Settings
+from tests.conftest import Platform, auth
+
+
+async def test_health_ready_metrics_docs(platform: Platform, client: httpx.AsyncClient) -> None:
+    assert (await client.get("/healthz")).json() == {"status": "ok"}
+    ready = await client.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json()["checks"] == {"redis": "ok", "broker": "ok", "database": "ok"}
+    sale = platform.sale(stock=0)
+    await client.post(f"/v1/sales/{sale}/reservations", headers=auth("m"))
+    metrics = (await client.get("/metrics")).text
+    assert 'flashsale_reservations_total{outcome="sold_out"}' in metrics
+    assert "flashsale_request_duration_seconds_bucket" in metrics
+    assert (await client.get("/docs")).status_code == 200
+    schema = (await client.get("/openapi.json")).json()
+    assert "/v1/sales/{sale}/reservations" in schema["paths"]
+
+
+@pytest.mark.parametrize("secret", [None, "", "changeme"])
+def test_api_refuses_to_start_without_a_secret(secret: str | None) -> None:
+    from flashsale.api.app import create_app
+
+    settings = Settings(jwt_secret=secret, redis_url="redis://x", database_url="postgresql://x")
+    with pytest.raises(RuntimeError, match="JWT_SECRET"):
+        create_app(settings)
