@@ -185,10 +185,10 @@ class PostgresServer:
     def url(self) -> str:
         return f"postgresql://flashsale@127.0.0.1:{self.port}/{self.database}"
 
-    def _run_as(self) -> dict[str, object]:
+    def _run_as(self) -> Callable[[], None] | None:
         user = _unprivileged()
         if user is None:
-            return {}
+            return None
         uid, gid = user.pw_uid, user.pw_gid
 
         def demote() -> None:
@@ -202,7 +202,7 @@ class PostgresServer:
             mode = parent.stat().st_mode
             if parent.stat().st_uid == os.geteuid() and not mode & 0o001:
                 parent.chmod(mode | 0o001)
-        return {"preexec_fn": demote}
+        return demote
 
     def start(self) -> PostgresServer:
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -210,9 +210,17 @@ class PostgresServer:
         log = self.data_dir / "postgres.log"
         log.touch()
         demote = self._run_as()
-        if not (self.pgdata / "PG_VERSION").exists():
-            subprocess.run(
-                [
+        settings = [
+            "listen_addresses=127.0.0.1",
+            "unix_socket_directories=",
+            "max_connections=300",
+            "shared_buffers=128MB",
+        ]
+        if not self.durable:
+            settings += ["fsync=off", "synchronous_commit=off", "full_page_writes=off"]
+        with open(log, "ab") as out:
+            if not (self.pgdata / "PG_VERSION").exists():
+                initdb = [
                     str(bindir / "initdb"),
                     "-D",
                     str(self.pgdata),
@@ -222,46 +230,22 @@ class PostgresServer:
                     "-E",
                     "UTF8",
                     "--no-instructions",
-                ],
-                check=True,
-                stdout=subprocess.DEVNULL,
-                stderr=open(log, "ab"),  # noqa: SIM115
-                **demote,  # type: ignore[arg-type]
+                ]
+                subprocess.run(initdb, check=True, stdout=out, stderr=out, preexec_fn=demote)
+            command = [str(bindir / "postgres"), "-D", str(self.pgdata), "-p", str(self.port)]
+            for setting in settings:
+                command += ["-c", setting]
+            proc = subprocess.Popen(
+                command, stdout=out, stderr=out, start_new_session=True, preexec_fn=demote
             )
-        settings = [
-            "-c",
-            "listen_addresses=127.0.0.1",
-            "-c",
-            "unix_socket_directories=",
-            "-c",
-            "max_connections=300",
-            "-c",
-            "shared_buffers=128MB",
-        ]
-        if not self.durable:
-            settings += [
-                "-c",
-                "fsync=off",
-                "-c",
-                "synchronous_commit=off",
-                "-c",
-                "full_page_writes=off",
-            ]
-        with open(log, "ab") as out:
-            self.proc = subprocess.Popen(
-                [str(bindir / "postgres"), "-D", str(self.pgdata), "-p", str(self.port), *settings],
-                stdout=out,
-                stderr=out,
-                start_new_session=True,
-                **demote,  # type: ignore[arg-type]
-            )
+        self.proc = proc
         admin = f"postgresql://flashsale@127.0.0.1:{self.port}/postgres"
-        _wait_until(
-            lambda: bool(psycopg.connect(admin, connect_timeout=2).close() or True),
-            self.proc,
-            "postgres",
-            log,
-        )
+
+        def accepting() -> bool:
+            psycopg.connect(admin, connect_timeout=2).close()
+            return True
+
+        _wait_until(accepting, proc, "postgres", log)
         with psycopg.connect(admin, autocommit=True) as conn:
             exists = conn.execute(
                 "SELECT 1 FROM pg_database WHERE datname = %s", (self.database,)

@@ -78,7 +78,7 @@ def parse_order_id(order_id: str) -> uuid.UUID | None:
 
 
 def read_reservation(client: redis.Redis, sale: str, order_id: str) -> Reservation | None:
-    raw = client.hgetall(SaleKeys(sale).reservation(order_id))
+    raw: dict[bytes, bytes] = client.hgetall(SaleKeys(sale).reservation(order_id))  # type: ignore[assignment]
     return Reservation.from_hash(sale, order_id, raw) if raw else None
 
 

@@ -26,7 +26,7 @@ def stale_reservations(client: redis.Redis, sale: str, older_than_ms: int) -> li
     cutoff = int(secs) * 1000 + int(micros) // 1000 - older_than_ms
     found: list[str] = []
     while True:
-        page = client.zrangebyscore(
+        page: list[bytes] = client.zrangebyscore(  # type: ignore[assignment]
             SaleKeys(sale).outbox, "-inf", cutoff, start=len(found), num=PAGE
         )
         found.extend(member.decode() for member in page)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import redis
-import redis.asyncio
+from redis.asyncio import Redis as AsyncRedis
 from sqlalchemy.orm import Session, sessionmaker
 
 from flashsale.api.auth import TokenVerifier
@@ -18,8 +18,8 @@ from flashsale.stock import AsyncStock, Stock
 class Services:
     settings: Settings
     verifier: TokenVerifier
-    redis: redis.asyncio.Redis  # stock; the hot path
-    broker: redis.asyncio.Redis  # Celery broker, for the 'publish' handoff and readiness
+    redis: AsyncRedis  # stock; the hot path
+    broker: AsyncRedis  # Celery broker, for the 'publish' handoff and readiness
     fast_stock: AsyncStock
     stock: Stock  # sync client for the threadpool endpoints
     sessions: sessionmaker[Session]
@@ -28,7 +28,7 @@ class Services:
     def build(cls, settings: Settings) -> Services:
         redis_url = settings.require_redis_url()
         broker_url = settings.effective_broker_url or redis_url
-        aredis = redis.asyncio.Redis.from_url(
+        aredis = AsyncRedis.from_url(
             redis_url,
             socket_timeout=2,
             socket_connect_timeout=2,
@@ -38,7 +38,7 @@ class Services:
         broker = (
             aredis
             if broker_url == redis_url
-            else redis.asyncio.Redis.from_url(
+            else AsyncRedis.from_url(
                 broker_url,
                 socket_timeout=settings.publish_timeout_seconds,
                 socket_connect_timeout=settings.publish_timeout_seconds,

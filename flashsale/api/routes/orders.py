@@ -32,7 +32,7 @@ def read_order(order_id: str, user: CurrentUser, services: ServicesDep) -> Order
         order_id=view.order_id,
         sale=view.sale,
         quantity=view.quantity,
-        status=view.status,  # type: ignore[arg-type]
+        status=view.status,
         expires_at=view.expires_at,
     )
 
