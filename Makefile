@@ -28,3 +28,9 @@ fmt: install
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+.PHONY: demo
+demo: install
+	@echo "make demo (a whole simulated sale with a report) is not in this release yet."
+	@echo "See README.md, 'Running it', to run the components yourself."
+	@exit 1
