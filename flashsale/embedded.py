@@ -14,11 +14,13 @@ import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import psycopg
 import redis
 
 START_TIMEOUT = 60.0
+T = TypeVar("T")
 
 
 class ServerError(RuntimeError):
@@ -109,10 +111,24 @@ def _stop(proc: subprocess.Popen[bytes] | None, sig: int, timeout: float = 30) -
         proc.wait()
 
 
+def _start_with_retry(server: RedisServer | PostgresServer, start: Callable[[], T]) -> T:
+    """A port found free may be taken by another process before the server binds it;
+    when we chose the port, try again on a fresh one."""
+    for attempt in range(3):
+        try:
+            return start()
+        except ServerError:
+            if not server.auto_port or attempt == 2:
+                raise
+            server.port = free_port()
+    raise AssertionError("unreachable")
+
+
 class RedisServer:
     def __init__(self, data_dir: Path, port: int | None = None, appendonly: bool = True) -> None:
         self.data_dir = data_dir
         self.port = port or free_port()
+        self.auto_port = port is None
         self.appendonly = appendonly
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -121,6 +137,9 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> RedisServer:
+        return _start_with_retry(self, self._start)
+
+    def _start(self) -> RedisServer:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = self.data_dir / "redis.log"
         cmd = [
@@ -173,6 +192,7 @@ class PostgresServer:
     ) -> None:
         self.data_dir = data_dir
         self.port = port or free_port()
+        self.auto_port = port is None
         self.durable = durable
         self.database = database
         self.proc: subprocess.Popen[bytes] | None = None
@@ -205,6 +225,9 @@ class PostgresServer:
         return demote
 
     def start(self) -> PostgresServer:
+        return _start_with_retry(self, self._start)
+
+    def _start(self) -> PostgresServer:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         bindir = find_postgres_bin()
         log = self.data_dir / "postgres.log"

@@ -35,6 +35,16 @@ if not m[5] then
   return {"unknown_sale"}
 end
 
+-- A repeated Idempotency-Key gets the first answer back, whatever happened since
+-- (sale ended, paused, rate limit): it takes nothing, so it spends no token either.
+if use_idem then
+  local first = redis.call("GET", idem_key)
+  if first then
+    local id, expires, qty = string.match(first, "^([^|]+)|(%d+)|(%d+)$")
+    return {"ok", id, tonumber(expires), tonumber(qty), "1"}
+  end
+end
+
 local t = redis.call("TIME")
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local starts, ends = tonumber(m[1]), tonumber(m[2])
@@ -60,14 +70,6 @@ if rate > 0 then
   end
   redis.call("HSET", rate_key, "tokens", tostring(tokens - 1), "ts", now)
   redis.call("PEXPIRE", rate_key, math.ceil(burst * 1000 / rate) + 1000)
-end
-
-if use_idem then
-  local first = redis.call("GET", idem_key)
-  if first then
-    local id, expires, qty = string.match(first, "^([^|]+)|(%d+)|(%d+)$")
-    return {"ok", id, tonumber(expires), tonumber(qty), "1"}
-  end
 end
 
 local held = tonumber(redis.call("HGET", held_key, user) or "0")
