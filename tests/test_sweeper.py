@@ -1,0 +1,148 @@
+"""A reservation whose task message was lost waits in the outbox until sweep re-publishes
+it; then the worker persists it exactly once and it leaves the outbox."""
+
+from __future__ import annotations
+
+import base64
+import re
+import time
+import uuid
+from pathlib import Path
+
+import orjson
+
+from flashsale.keys import SaleKeys
+from flashsale.orders import get_order
+from flashsale.settings import Settings
+from flashsale.stock import Outcome
+from flashsale.sweeper import sweep
+from tests.conftest import Platform, Process, wait_for
+
+QUEUE = Settings().queue
+
+
+def reserve_without_message(platform: Platform, sale: str, user: str) -> str:
+    """Reserved in Redis, but the publish was lost: nothing on the Celery queue."""
+    order_id = str(uuid.uuid4())
+    result = platform.stock.reserve(sale, user, 1, order_id)
+    assert result.outcome == Outcome.ACCEPTED, result
+    return order_id
+
+
+def in_outbox(platform: Platform, sale: str, order_id: str) -> bool:
+    return platform.stock.client.zscore(SaleKeys(sale).outbox, order_id) is not None
+
+
+def inflight(platform: Platform, sale: str) -> int:
+    return int(platform.stock.client.hget(SaleKeys(sale).meta, "inflight") or 0)
+
+
+def queued_args(platform: Platform, queue: str) -> list[list[str]]:
+    """The [sale, order_id] arguments of every persist message waiting on `queue`."""
+    found = []
+    for raw in platform.stock.client.lrange(queue, 0, -1):
+        envelope = orjson.loads(raw)
+        assert envelope["headers"]["task"] == "flashsale.persist_order"
+        found.append(orjson.loads(base64.b64decode(envelope["body"]))[0])
+    return found
+
+
+def assert_persisted_once(platform: Platform, sale: str, order_id: str, user: str) -> None:
+    rows = wait_for(lambda: platform.orders(sale), timeout=30)
+    wait_for(lambda: not in_outbox(platform, sale, order_id), timeout=30)
+    rows = platform.orders(sale)
+    assert len(rows) == 1, rows
+    assert str(rows[0]["id"]) == order_id
+    assert (rows[0]["user_id"], rows[0]["status"]) == (user, "pending_payment")
+    assert inflight(platform, sale) == 0
+    assert get_order(platform.sessions, platform.stock.client, user, order_id).status == (
+        "pending_payment"
+    )
+
+
+def test_lost_publish_is_swept_by_the_command(
+    platform: Platform, worker: Process, tmp_path: Path
+) -> None:
+    sale = platform.sale(stock=3)
+    order_id = reserve_without_message(platform, sale, "alice")
+
+    time.sleep(1.0)  # the worker is running, yet nothing tells it about this order
+    assert platform.orders(sale) == []
+    assert in_outbox(platform, sale, order_id)
+    assert inflight(platform, sale) == 1
+    assert get_order(platform.sessions, platform.stock.client, "alice", order_id).status == (
+        "reserved"
+    )
+
+    sweeper = Process(["sweep", "--older-than", "0"], platform.env, tmp_path / "sweep.log")
+    sweeper.start()
+    assert sweeper.proc is not None
+    assert sweeper.proc.wait(60) == 0, sweeper.output()
+    match = re.search(r"re-published (\d+) reservations", sweeper.output())
+    assert match and int(match.group(1)) >= 1, sweeper.output()
+
+    assert_persisted_once(platform, sale, order_id, "alice")
+
+    # Sweeping again finds nothing of this sale left to publish.
+    again = Process(["sweep", "--older-than", "0"], platform.env, tmp_path / "again.log")
+    again.start()
+    assert again.proc is not None
+    assert again.proc.wait(60) == 0, again.output()
+    time.sleep(0.3)
+    assert len(platform.orders(sale)) == 1
+    assert inflight(platform, sale) == 0
+
+
+def test_sweep_function_publishes_twice_yet_one_order(platform: Platform, worker: Process) -> None:
+    sale = platform.sale(stock=3)
+    order_id = reserve_without_message(platform, sale, "bob")
+    client = platform.stock.client
+
+    # Two sweeps before any worker acts (onto a queue no worker reads, so the worker
+    # cannot win the race between them): the same reservation goes out twice.
+    held_back = f"test-sweep-{uuid.uuid4().hex}"
+    try:
+        assert sweep(platform.sessions, client, client, held_back, 0) >= 1
+        assert sweep(platform.sessions, client, client, held_back, 0) >= 1
+        assert queued_args(platform, held_back).count([sale, order_id]) == 2
+        task_ids = [
+            orjson.loads(raw)["headers"]["id"]
+            for raw in client.lrange(held_back, 0, -1)
+            if order_id in orjson.loads(raw)["headers"]["argsrepr"]
+        ]
+        assert len(set(task_ids)) == 2
+        # Now the worker gets both copies (and any other sale's stale entries) at once.
+        while client.rpoplpush(held_back, QUEUE) is not None:
+            pass
+    finally:
+        client.delete(held_back)
+
+    assert_persisted_once(platform, sale, order_id, "bob")
+    # Both copies ran to the end.
+    wait_for(lambda: all(f"[{t}] succeeded" in worker.output() for t in task_ids), timeout=30)
+    assert len(platform.orders(sale)) == 1
+    assert inflight(platform, sale) == 0
+    assert platform.remaining(sale) == 2
+
+
+def test_young_entry_is_not_republished(platform: Platform, worker: Process) -> None:
+    sale = platform.sale(stock=3)
+    order_id = reserve_without_message(platform, sale, "carol")
+    client = platform.stock.client
+    private = f"test-sweep-{uuid.uuid4().hex}"  # a queue no worker reads
+    try:
+        sweep(platform.sessions, client, client, private, 60)
+        assert [sale, order_id] not in queued_args(platform, private)
+
+        # The same threshold on the real queue: still nothing reaches the worker.
+        sweep(platform.sessions, client, client, QUEUE, 60)
+        time.sleep(0.8)
+        assert platform.orders(sale) == []
+        assert in_outbox(platform, sale, order_id)
+
+        # Once it is older than the threshold it goes out.
+        time.sleep(0.3)
+        sweep(platform.sessions, client, client, private, 1)
+        assert queued_args(platform, private).count([sale, order_id]) == 1
+    finally:
+        client.delete(private)
