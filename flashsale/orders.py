@@ -148,6 +148,16 @@ def _insert_order(session: Session, r: Reservation) -> str:
     return OrderStatus.REJECTED
 
 
+def _stored_order(sessions: sessionmaker[Session], oid: uuid.UUID, user: str) -> OrderView | None:
+    with sessions() as session:
+        row = session.get(Order, oid)
+    if row is None:
+        return None
+    if row.user_id != user:
+        raise UnknownOrder(str(oid))
+    return OrderView(str(oid), row.sale, row.user_id, row.quantity, row.status, row.expires_at)
+
+
 def get_order(
     sessions: sessionmaker[Session], client: redis.Redis, user: str, order_id: str
 ) -> OrderView:
@@ -155,25 +165,23 @@ def get_order(
     oid = parse_order_id(order_id)
     if oid is None:
         raise UnknownOrder(order_id)
-    with sessions() as session:
-        row = session.get(Order, oid)
-    if row is not None:
-        if row.user_id != user:
-            raise UnknownOrder(order_id)
-        return OrderView(str(oid), row.sale, row.user_id, row.quantity, row.status, row.expires_at)
+    stored = _stored_order(sessions, oid, user)
+    if stored is not None:
+        return stored
     reservation = find_reservation(sessions, client, str(oid))
     if reservation is None or reservation.user != user:
         raise UnknownOrder(order_id)
-    # Between the SQL read and now a worker may have persisted it; its state says so.
-    status = RESERVED if reservation.state == RESERVED else reservation.state
-    if status == "persisted":
-        return get_order(sessions, client, user, order_id)
+    if reservation.state != RESERVED:
+        # A worker stored it between the two reads: SQL has the status that counts.
+        stored = _stored_order(sessions, oid, user)
+        if stored is not None:
+            return stored
     return OrderView(
         str(oid),
         reservation.sale,
         reservation.user,
         reservation.quantity,
-        status,
+        RESERVED,
         reservation.expires_at,
     )
 
