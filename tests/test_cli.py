@@ -1,0 +1,53 @@
+"""The command line as users type it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import jwt
+
+from tests.conftest import FLASHSALE, JWT_SECRET, Platform
+
+
+def run(platform: Platform, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [FLASHSALE, *args], env=platform.env, capture_output=True, text=True, timeout=60
+    )
+
+
+def test_token_is_signed_for_the_user(platform: Platform) -> None:
+    out = run(platform, "token", "zoe", "--ttl", "60")
+    assert out.returncode == 0, out.stderr
+    claims = jwt.decode(out.stdout.strip(), JWT_SECRET, algorithms=["HS256"])
+    assert claims["sub"] == "zoe" and claims["exp"] - claims["iat"] == 60
+
+
+def test_sale_apply_and_status(platform: Platform, workdir: Path) -> None:
+    path = workdir / "sales.yaml"
+    path.write_text(
+        "apiVersion: flashsale.dev/v1alpha1\nkind: FlashSale\nmetadata: {name: cli-one}\n"
+        "spec: {sku: A-1, stock: 7}\n---\n"
+        "apiVersion: flashsale.dev/v1alpha1\nkind: FlashSale\nmetadata: {name: cli-two}\n"
+        "spec: {sku: B-2, stock: 3, perUserLimit: 2}\n"
+    )
+    out = run(platform, "sale", "apply", "-f", str(path))
+    assert out.returncode == 0, out.stderr
+    assert platform.remaining("cli-one") == 7 and platform.remaining("cli-two") == 3
+    status = run(platform, "sale", "status", "cli-two")
+    assert json.loads(status.stdout)["stock"]["total"] == 3
+
+
+def test_sale_apply_refuses_a_bad_spec_and_applies_nothing(
+    platform: Platform, workdir: Path
+) -> None:
+    path = workdir / "bad.yaml"
+    path.write_text(
+        "metadata: {name: cli-good}\nspec: {sku: A, stock: 1}\n---\n"
+        "metadata: {name: cli-bad}\nspec: {sku: B, stock: -1}\n"
+    )
+    out = run(platform, "sale", "apply", "-f", str(path))
+    assert out.returncode != 0
+    assert "cli-bad" in out.stderr and "stock" in out.stderr
+    assert platform.stock.client.exists("fs:{cli-good}:meta") == 0
