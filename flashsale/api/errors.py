@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel
+from redis.exceptions import RedisError
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+
+log = logging.getLogger(__name__)
 
 
 class ErrorBody(BaseModel):
@@ -70,6 +75,14 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> Response:
         return error_response(422, "invalid_request", _validation_detail(exc))
+
+    @app.exception_handler(RedisError)
+    @app.exception_handler(DBAPIError)
+    async def _unavailable(_: Request, exc: Exception) -> Response:
+        log.warning("dependency unavailable: %s", exc)
+        return error_response(
+            503, "unavailable", "a backing service is unavailable, retry", {"Retry-After": "1"}
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> Response:

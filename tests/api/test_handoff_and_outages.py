@@ -1,5 +1,5 @@
-"""The 'publish' handoff: the API pushes the task after the script; if the broker is
-down the reservation is still accepted, waits in the outbox, and sweep recovers it."""
+"""The 'publish' handoff, and outages: with the broker down a reservation is still accepted,
+waits in the outbox and sweep recovers it; with the database down the API answers 503."""
 
 from __future__ import annotations
 
@@ -60,5 +60,22 @@ def test_broker_down_leaves_reservation_for_sweep(
         assert published >= 1
         wait_for(lambda: [str(o["id"]) for o in platform.orders(sale)] == [order])
         assert platform.stock.client.zscore(SaleKeys(sale).outbox, order) is None
+    finally:
+        proc.stop()
+
+
+def test_database_down_is_503_not_500(platform: Platform, workdir: Path) -> None:
+    dead_db = f"postgresql://flashsale@127.0.0.1:{free_port()}/flashsale"
+    proc, base = start_api(platform, workdir, "api-dead-db", FLASHSALE_DATABASE_URL=dead_db)
+    try:
+        sale = platform.sale(stock=3)
+        # The reservation path does not need the database at all.
+        r = httpx.post(f"{base}/v1/sales/{sale}/reservations", headers=auth("rita"), timeout=20)
+        assert r.status_code == 202
+        got = httpx.get(
+            f"{base}/v1/orders/{r.json()['order_id']}", headers=auth("rita"), timeout=20
+        )
+        assert got.status_code == 503 and got.json()["error"] == "unavailable"
+        assert httpx.get(f"{base}/readyz", timeout=20).status_code == 503
     finally:
         proc.stop()
