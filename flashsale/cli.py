@@ -7,23 +7,26 @@ import logging
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import yaml
 
 from flashsale.settings import Settings, get_settings
+from flashsale.stock import Stock
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session, sessionmaker
 
 
 def _settings() -> Settings:
     return get_settings()
 
 
-def _sessions_and_stock() -> tuple[Any, Any]:
+def _sessions_and_stock() -> tuple[sessionmaker[Session], Stock]:
     import redis
 
     from flashsale.db.engine import session_factory
-    from flashsale.stock import Stock
 
     settings = _settings()
     return (

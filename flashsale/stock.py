@@ -90,7 +90,8 @@ def reserve_call(
     queue_key: str,
     message: bytes | str,
 ) -> tuple[list[str], list[Any]]:
-    """KEYS and ARGV of reserve.lua, shared by the sync and async clients."""
+    """KEYS and ARGV of reserve.lua, shared by the sync and async clients. With no queue,
+    KEYS[8] names a key of the sale itself (never written), keeping the call in one slot."""
     k = SaleKeys(sale)
     keys = [
         k.meta,
@@ -100,7 +101,7 @@ def reserve_call(
         k.idempotency(user, idempotency_key),
         k.outbox,
         k.reservation(order_id),
-        queue_key,
+        queue_key or k.meta,
     ]
     return keys, [user, quantity, order_id, message, "1" if idempotency_key else "0"]
 
@@ -123,13 +124,7 @@ class AsyncStock:
         message: bytes | str = "",
     ) -> ReserveResult:
         keys, args = reserve_call(
-            sale,
-            user,
-            quantity,
-            order_id,
-            idempotency_key,
-            queue_key or SaleKeys(sale).meta,
-            message,
+            sale, user, quantity, order_id, idempotency_key, queue_key, message
         )
         return ReserveResult.parse(await self._reserve(keys=keys, args=args))
 
@@ -155,13 +150,7 @@ class Stock:
         message: bytes | str = "",
     ) -> ReserveResult:
         keys, args = reserve_call(
-            sale,
-            user,
-            quantity,
-            order_id,
-            idempotency_key,
-            queue_key or SaleKeys(sale).meta,
-            message,
+            sale, user, quantity, order_id, idempotency_key, queue_key, message
         )
         return ReserveResult.parse(self._reserve(keys=keys, args=args))
 
