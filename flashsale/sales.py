@@ -106,25 +106,36 @@ def sale_names(sessions: sessionmaker[Session]) -> list[str]:
         return list(session.scalars(select(Sale.name).order_by(Sale.name)))
 
 
+def _units_by_status(session: Session, name: str) -> dict[str, int]:
+    rows = session.execute(
+        select(Order.status, func.sum(Order.quantity))
+        .where(Order.sale == name)
+        .group_by(Order.status)
+    ).all()
+    return {status: int(total) for status, total in rows}
+
+
 def sale_status(sessions: sessionmaker[Session], stock: Stock, name: str) -> SaleStatus | None:
-    """Phase and stock figures: remaining and reserved from Redis, the rest from SQL."""
+    """Phase and stock figures.
+
+    remaining, reserved (in flight to SQL) and live units come from one atomic read of
+    Redis, whose scripts move units between them in single steps, so they always add up
+    to the total. SQL only splits live units into paid and pending payment (an order is
+    paid in SQL, never un-paid), and counts the expired ones."""
+    keys = SaleKeys(name)
     with sessions() as session:
         sale = session.get(Sale, name)
         if sale is None:
             return None
-        rows = session.execute(
-            select(Order.status, func.sum(Order.quantity))
-            .where(Order.sale == name)
-            .group_by(Order.status)
-        ).all()
-        units = {status: int(total) for status, total in rows}
-    keys = SaleKeys(name)
-    pipe = stock.client.pipeline(transaction=False)
-    pipe.hmget(keys.meta, "starts", "ends", "paused", "closed", "inflight", "total")
+        units = _units_by_status(session, name)
+    pipe = stock.client.pipeline(transaction=True)  # one slot: MULTI/EXEC is atomic
+    pipe.hmget(keys.meta, "starts", "ends", "paused", "closed", "inflight", "total", "live")
     pipe.get(keys.stock)
     pipe.time()
     meta, remaining_raw, (secs, micros) = pipe.execute()
     in_redis = meta[5] is not None
+    live = int(meta[6] or 0)
+    paid = units.get(OrderStatus.PAID, 0)
     remaining = int(remaining_raw or 0)
     phase = sale_phase(
         now_ms=int(secs) * 1000 + int(micros) // 1000,
@@ -141,11 +152,11 @@ def sale_status(sessions: sessionmaker[Session], stock: Stock, name: str) -> Sal
         starts_at=sale.starts_at.isoformat() if sale.starts_at else None,
         ends_at=sale.ends_at.isoformat() if sale.ends_at else None,
         stock=StockFigures(
-            total=sale.stock,
+            total=int(meta[5]) if in_redis else sale.stock,
             remaining=remaining,
             reserved=int(meta[4] or 0),
-            pending_payment=int(units.get(OrderStatus.PENDING_PAYMENT, 0)),
-            paid=int(units.get(OrderStatus.PAID, 0)),
+            pending_payment=max(0, live - paid),
+            paid=min(paid, live),
             expired=int(units.get(OrderStatus.EXPIRED, 0)),
         ),
     )

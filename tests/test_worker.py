@@ -13,6 +13,7 @@ from sqlalchemy import text
 
 from flashsale.keys import SaleKeys
 from flashsale.orders import OrderClosed, get_order, pay_order, persist_reservation
+from flashsale.sales import sale_status
 from flashsale.settings import Settings
 from flashsale.stock import Outcome
 from flashsale.worker.message import persist_message
@@ -158,3 +159,24 @@ def test_sql_guard_rejects_what_redis_oversold(platform: Platform, worker: Proce
     assert sorted(r["status"] for r in platform.orders(sale)) == ["paid", "rejected", "rejected"]
     assert sale_row(platform, sale) == {"stock": 1, "live_units": 1}
     assert meta(platform, sale, "inflight") == 0
+
+
+def test_status_figures_add_up_while_workers_persist(platform: Platform, worker) -> None:
+    """Read while orders move from Redis to SQL: each unit is counted exactly once."""
+    total = 300
+    sale = platform.sale(stock=total, perUserLimit=1)
+    for i in range(200):
+        order = str(uuid.uuid4())
+        platform.stock.reserve(
+            sale, f"s{i}", 1, order, queue_key=QUEUE, message=persist_message(sale, order, QUEUE)
+        )
+    polls = 0
+    while True:
+        figures = sale_status(platform.sessions, platform.stock, sale).stock
+        polls += 1
+        assert (
+            figures.paid + figures.pending_payment + figures.reserved + figures.remaining
+        ) == total, figures
+        if figures.reserved == 0:
+            break
+    assert figures.pending_payment == 200 and polls > 1

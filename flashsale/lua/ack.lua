@@ -1,6 +1,7 @@
 -- ack.lua: a worker stored the reservation in SQL; take it off the outbox, exactly once.
 --
--- KEYS[1]  fs:{sale}:meta       hash; its "inflight" field counts units not yet in SQL
+-- KEYS[1]  fs:{sale}:meta       hash: "inflight" counts units not yet in SQL, "live" the
+--                               units in live orders (pending payment or paid)
 -- KEYS[2]  fs:{sale}:outbox     zset of reservations waiting for a worker
 -- KEYS[3]  fs:{sale}:r:<order>  hash: the reservation
 -- KEYS[4]  fs:{sale}:held       hash: user -> units held in live orders
@@ -19,6 +20,10 @@ end
 local r = redis.call("HMGET", reservation_key, "user", "qty")
 local quantity = tonumber(r[2]) or 0
 redis.call("HINCRBY", meta_key, "inflight", -quantity)
+if outcome == "persisted" then
+  -- Moved in the same step as inflight, so one read of the meta hash sees every unit once.
+  redis.call("HINCRBY", meta_key, "live", quantity)
+end
 if r[1] then
   redis.call("HSET", reservation_key, "state", outcome)
   -- A rejected order is not live: the user may buy again. Its units are not returned,

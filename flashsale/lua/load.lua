@@ -25,7 +25,7 @@ local loaded = tonumber(redis.call("HGET", meta_key, "total"))
 local remaining = tonumber(redis.call("GET", stock_key) or "0")
 if not loaded then
   redis.call("SET", stock_key, total)
-  redis.call("HSET", meta_key, "inflight", 0, "closed", 0)
+  redis.call("HSET", meta_key, "inflight", 0, "live", 0, "closed", 0)
   remaining = total
 else
   local delta = total - loaded

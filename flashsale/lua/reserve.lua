@@ -1,7 +1,7 @@
 -- reserve.lua: decide one purchase atomically, in one round trip.
 --
 -- KEYS[1]  fs:{sale}:meta       hash: starts, ends (epoch ms, 0 = open), paused, closed,
---                               limit, rate, burst, timeout (s), inflight
+--                               limit, rate, burst, timeout (s), inflight, live
 -- KEYS[2]  fs:{sale}:stock      integer: units still for sale
 -- KEYS[3]  fs:{sale}:held       hash: user -> units held in live orders
 -- KEYS[4]  fs:{sale}:rl:<user>  hash: token bucket of this user (tokens, ts)

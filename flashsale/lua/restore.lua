@@ -1,6 +1,7 @@
 -- restore.lua: give an expired order's units back to the sale, exactly once per order.
 --
--- KEYS[1]  fs:{sale}:meta       hash; the sale must still exist
+-- KEYS[1]  fs:{sale}:meta       hash; the sale must still exist; "live" counts units in
+--                               live orders
 -- KEYS[2]  fs:{sale}:stock      integer: units still for sale
 -- KEYS[3]  fs:{sale}:held       hash: user -> units held in live orders
 -- KEYS[4]  fs:{sale}:restored   set of order ids whose units were returned
@@ -24,6 +25,7 @@ if redis.call("SADD", restored_key, order_id) == 0 then
   return 0
 end
 redis.call("INCRBY", stock_key, quantity)
+redis.call("HINCRBY", meta_key, "live", -quantity)
 if redis.call("HINCRBY", held_key, user, -quantity) <= 0 then
   redis.call("HDEL", held_key, user)
 end

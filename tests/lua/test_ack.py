@@ -117,3 +117,27 @@ def test_rejected_after_persisted_is_ignored(platform: Platform) -> None:
     assert platform.stock.ack(sale, order, rejected=True) is False
     assert state(platform, sale, order) == "persisted"
     assert platform.stock.client.hget(SaleKeys(sale).held, "alice") == b"1"
+
+
+def test_units_move_from_inflight_to_live_in_one_step(platform: Platform) -> None:
+    sale = platform.sale(stock=10, perUserLimit=5)
+    meta = SaleKeys(sale).meta
+    client = platform.stock.client
+
+    def figures() -> tuple[int, int, int]:
+        inflight_raw, live_raw = client.hmget(meta, "inflight", "live")
+        return platform.remaining(sale), int(inflight_raw or 0), int(live_raw or 0)
+
+    kept, refused, expired = (reserve(platform, sale, u, 2) for u in ("k", "r", "e"))
+    assert figures() == (4, 6, 0)
+    platform.stock.ack(sale, kept)
+    platform.stock.ack(sale, kept)  # a repeat moves nothing
+    assert figures() == (4, 4, 2)
+    platform.stock.ack(sale, refused, rejected=True)  # rejected units are not live
+    assert figures() == (4, 2, 2)
+    platform.stock.ack(sale, expired)
+    assert figures() == (4, 0, 4)
+    assert platform.stock.restore(sale, expired, "e", 2) == 1
+    assert figures() == (6, 0, 2)
+    remaining, inflight_units, live = figures()
+    assert remaining + inflight_units + live == 10 - 2  # the rejected units are gone
