@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -57,16 +60,26 @@ def api(host: str, port: int, workers: int | None) -> None:
         settings.require_jwt_secret()
     except RuntimeError as exc:
         raise click.ClickException(str(exc)) from None
-    uvicorn.run(
-        "flashsale.api.app:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers or settings.api_workers,
-        access_log=False,
-        log_level="warning",
-        timeout_graceful_shutdown=10,
-    )
+    processes = workers or settings.api_workers
+    metrics_dir = None
+    if processes > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # Each server process writes its metrics here; /metrics adds them up.
+        metrics_dir = tempfile.mkdtemp(prefix="flashsale-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    try:
+        uvicorn.run(
+            "flashsale.api.app:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=processes,
+            access_log=False,
+            log_level="warning",
+            timeout_graceful_shutdown=10,
+        )
+    finally:
+        if metrics_dir:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 @main.command()

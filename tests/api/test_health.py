@@ -6,7 +6,7 @@ import httpx
 import pytest
 
 from flashsale.settings import Settings
-from tests.conftest import Platform, auth
+from tests.conftest import Platform, auth, start_api
 
 
 async def test_health_ready_metrics_docs(platform: Platform, client: httpx.AsyncClient) -> None:
@@ -33,3 +33,17 @@ def test_api_refuses_to_start_without_a_secret(secret: str | None) -> None:
     settings = Settings(jwt_secret=secret, redis_url="redis://x", database_url="postgresql://x")
     with pytest.raises(RuntimeError, match="JWT_SECRET"):
         create_app(settings)
+
+
+def test_metrics_add_up_across_server_processes(platform: Platform, workdir) -> None:
+    proc, base = start_api(platform, workdir, "api-two-processes", FLASHSALE_API_WORKERS="2")
+    try:
+        sale = platform.sale(stock=0)
+        for _ in range(40):  # a new connection each time, so both processes take some
+            r = httpx.post(f"{base}/v1/sales/{sale}/reservations", headers=auth("m2"))
+            assert r.status_code == 409
+        line = 'flashsale_reservations_total{outcome="sold_out"} 40.0'
+        for _ in range(5):
+            assert line in httpx.get(f"{base}/metrics").text
+    finally:
+        proc.stop()

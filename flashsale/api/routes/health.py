@@ -6,12 +6,13 @@ import asyncio
 from typing import Any
 
 from fastapi import APIRouter
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse, Response
 
 from flashsale.api.deps import ServicesDep
+from flashsale.api.metrics import metrics_text
 
 router = APIRouter(tags=["health"])
 
@@ -51,4 +52,4 @@ async def readyz(services: ServicesDep) -> Response:
 
 @router.get("/metrics")
 async def metrics() -> Response:
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    return Response(metrics_text(), media_type=CONTENT_TYPE_LATEST)
