@@ -11,6 +11,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -217,11 +218,20 @@ class PostgresServer:
 
         for path in [self.data_dir, *self.data_dir.rglob("*")]:
             os.chown(path, uid, gid)
-        # The server must reach its folder: let others traverse (not list) our parents.
+        # The server must reach its folder. Inside the temp dir we may open our own private
+        # folders for traversal (not listing); elsewhere we change nothing and say why.
+        temp_root = Path(tempfile.gettempdir()).resolve()
         for parent in self.data_dir.resolve().parents:
             mode = parent.stat().st_mode
-            if parent.stat().st_uid == os.geteuid() and not mode & 0o001:
+            if mode & 0o001:
+                continue
+            if temp_root in parent.parents and parent.stat().st_uid == os.geteuid():
                 parent.chmod(mode | 0o001)
+            else:
+                raise ServerError(
+                    f"PostgreSQL cannot run as root, and user 'nobody' cannot reach {parent}: "
+                    "use a data folder others can traverse, or run as a regular user"
+                )
         return demote
 
     def start(self) -> PostgresServer:
