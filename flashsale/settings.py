@@ -71,15 +71,36 @@ class Settings(BaseSettings):
 
     def require_redis_url(self) -> str:
         if not self.redis_url:
-            raise RuntimeError("FLASHSALE_REDIS_URL is not set")
+            raise RuntimeError(
+                f"FLASHSALE_REDIS_URL is not set and no `flashsale up` runs in {self.data_dir}"
+            )
         return self.redis_url
 
     def require_database_url(self) -> str:
         if not self.database_url:
-            raise RuntimeError("FLASHSALE_DATABASE_URL is not set")
+            raise RuntimeError(
+                f"FLASHSALE_DATABASE_URL is not set and no `flashsale up` runs in {self.data_dir}"
+            )
         return self.database_url
+
+    def with_local_platform(self) -> Settings:
+        """Fill what is not configured from a `flashsale up` running in the data folder:
+        its Redis, its PostgreSQL and its signing key."""
+        from flashsale.local.registry import local_jwt_secret, running_servers
+
+        update: dict[str, object] = {}
+        if not (self.redis_url and self.database_url):
+            servers = running_servers(self.data_dir)
+            if servers:
+                update["redis_url"] = self.redis_url or servers.redis_url
+                update["database_url"] = self.database_url or servers.database_url
+        if self.jwt_secret is None:
+            secret = local_jwt_secret(self.data_dir)
+            if secret:
+                update["jwt_secret"] = SecretStr(secret)
+        return self.model_copy(update=update) if update else self
 
 
 @lru_cache
 def get_settings() -> Settings:
-    return Settings()
+    return Settings().with_local_platform()

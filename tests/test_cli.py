@@ -35,7 +35,7 @@ def test_sale_apply_and_status(platform: Platform, workdir: Path) -> None:
     out = run(platform, "sale", "apply", "-f", str(path))
     assert out.returncode == 0, out.stderr
     assert platform.remaining("cli-one") == 7 and platform.remaining("cli-two") == 3
-    status = run(platform, "sale", "status", "cli-two")
+    status = run(platform, "sale", "status", "cli-two", "-o", "json")
     assert json.loads(status.stdout)["stock"]["total"] == 3
 
 
