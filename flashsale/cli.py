@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
-import yaml
 
 from flashsale.settings import Settings, get_settings
 from flashsale.stock import Stock
@@ -45,6 +44,8 @@ def main(log_level: str) -> None:
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    for chatty in ("httpx", "alembic.runtime.plugins"):  # one line per request or plugin
+        logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.root.level))
 
 
 @main.command()
@@ -85,7 +86,8 @@ def api(host: str, port: int, workers: int | None) -> None:
 @main.command()
 @click.option("--concurrency", type=int, default=None)
 @click.option("--pool", default="prefork", show_default=True)
-def worker(concurrency: int | None, pool: str) -> None:
+@click.option("--loglevel", default="INFO", show_default=True, help="Celery's log level.")
+def worker(concurrency: int | None, pool: str, loglevel: str) -> None:
     """Run a Celery worker that persists orders."""
     from flashsale.worker.app import app
 
@@ -100,7 +102,7 @@ def worker(concurrency: int | None, pool: str) -> None:
             "--pool",
             pool,
             "--loglevel",
-            "INFO",
+            loglevel,
             "--without-gossip",
             "--without-mingle",
             "--without-heartbeat",
@@ -136,7 +138,8 @@ def reap(every: float | None) -> None:
 
     def step() -> None:
         report = run_reap(sessions, stock, batch)
-        click.echo(f"expired {report.expired} orders, returned {report.restored} to stock")
+        if report.expired or report.restored or not every:  # a quiet loop when idle
+            click.echo(f"expired {report.expired} orders, returned {report.restored} to stock")
 
     _repeat(every, step)
 
@@ -159,7 +162,8 @@ def sweep(every: float | None, older_than: float | None) -> None:
 
     def step() -> None:
         count = run_sweep(sessions, stock.client, broker, settings.queue, age)
-        click.echo(f"re-published {count} reservations")
+        if count or not every:
+            click.echo(f"re-published {count} reservations")
 
     _repeat(every, step)
 
@@ -186,32 +190,32 @@ def sale() -> None:
 @sale.command("apply")
 @click.option("-f", "--filename", type=click.Path(exists=True, path_type=Path), required=True)
 def sale_apply(filename: Path) -> None:
-    """Create or update sales from a FlashSale YAML file."""
-    from pydantic import ValidationError
-
+    """Create or update sales from a FlashSale YAML file (one or many documents)."""
+    from flashsale.sale_file import SaleFileError, read_sale_file
     from flashsale.sales import InvalidSale, apply_sale
-    from flashsale.spec import SaleSpec
 
-    docs = [d for d in yaml.safe_load_all(filename.read_text()) if d]
-    parsed = []
-    for doc in docs:
-        name = (doc.get("metadata") or {}).get("name", "")
-        try:
-            parsed.append((name, SaleSpec.model_validate(doc.get("spec") or {})))
-        except ValidationError as exc:
-            raise click.ClickException(f"{filename}: sale {name!r}: {exc}") from None
+    try:
+        documents = read_sale_file(filename)
+    except SaleFileError as exc:
+        raise click.ClickException(str(exc)) from None
     sessions, stock = _sessions_and_stock()
-    for name, spec in parsed:
+    for doc in documents:
         try:
-            remaining = apply_sale(sessions, stock, name, spec)
+            remaining = apply_sale(sessions, stock, doc.name, doc.spec)
         except InvalidSale as exc:
             raise click.ClickException(str(exc)) from None
-        click.echo(f"flashsale/{name} applied: {remaining} of {spec.stock} units for sale")
+        click.echo(f"flashsale/{doc.name} applied: {remaining} of {doc.spec.stock} units for sale")
+
+
+OUTPUT = click.option(
+    "-o", "--output", type=click.Choice(["table", "json"]), default="table", show_default=True
+)
 
 
 @sale.command("status")
 @click.argument("name")
-def sale_status_cmd(name: str) -> None:
+@OUTPUT
+def sale_status_cmd(name: str, output: str) -> None:
     """Print a sale's phase and stock."""
     from flashsale.sales import sale_status
 
@@ -219,7 +223,86 @@ def sale_status_cmd(name: str) -> None:
     status = sale_status(sessions, stock, name)
     if status is None:
         raise click.ClickException(f"no sale named {name!r}")
-    click.echo(json.dumps(status.as_dict(), indent=2))
+    if output == "json":
+        click.echo(json.dumps(status.as_dict(), indent=2))
+        return
+    figures = status.stock
+    click.echo(
+        "\n".join(
+            [
+                f"Name:    {status.name}",
+                f"SKU:     {status.sku}",
+                f"Phase:   {status.phase}",
+                f"Starts:  {status.starts_at or '-'}",
+                f"Ends:    {status.ends_at or '-'}",
+                "Stock:",
+                *(
+                    f"  {label:<18}{value}"
+                    for label, value in (
+                        ("total", figures.total),
+                        ("remaining", figures.remaining),
+                        ("reserved", figures.reserved),
+                        ("pending payment", figures.pending_payment),
+                        ("paid", figures.paid),
+                        ("expired", figures.expired),
+                    )
+                ),
+            ]
+        )
+    )
+
+
+@sale.command("list")
+@OUTPUT
+def sale_list(output: str) -> None:
+    """List every sale with its phase and stock."""
+    from flashsale.sales import sale_names, sale_status
+    from flashsale.tables import render_table
+
+    sessions, stock = _sessions_and_stock()
+    statuses = [s for n in sale_names(sessions) if (s := sale_status(sessions, stock, n))]
+    if output == "json":
+        click.echo(json.dumps([s.as_dict() for s in statuses], indent=2))
+        return
+    if not statuses:
+        click.echo("no sales yet: flashsale sale apply -f FILE")
+        return
+    headers = ["NAME", "SKU", "PHASE", "TOTAL", "REMAINING", "RESERVED", "PENDING", "PAID"]
+    rows = [
+        [
+            s.name,
+            s.sku,
+            s.phase,
+            s.stock.total,
+            s.stock.remaining,
+            s.stock.reserved,
+            s.stock.pending_payment,
+            s.stock.paid,
+        ]
+        for s in statuses
+    ]
+    click.echo(render_table(headers, rows))
+
+
+@main.command()
+@click.option("--port", default=8000, show_default=True, help="Port of the API.")
+@click.option(
+    "--api-workers", type=int, default=None, help="API processes (default: one per core, up to 4)."
+)
+def up(port: int, api_workers: int | None) -> None:
+    """Run the whole platform locally in the foreground; Ctrl-C stops all of it.
+
+    Without FLASHSALE_REDIS_URL / FLASHSALE_DATABASE_URL, starts its own Redis and
+    PostgreSQL in FLASHSALE_DATA_DIR (default ./.flashsale), keeping data across runs."""
+    from flashsale.embedded import ServerError
+    from flashsale.local.platform import PlatformError
+    from flashsale.local.up import run_up
+
+    try:
+        code = run_up(Settings(), port, api_workers)
+    except (ServerError, PlatformError) as exc:
+        raise click.ClickException(str(exc)) from None
+    sys.exit(code)
 
 
 if __name__ == "__main__":
