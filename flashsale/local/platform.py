@@ -8,11 +8,11 @@ from __future__ import annotations
 import os
 import threading
 import time
+import urllib.error
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-
-import httpx
 
 from flashsale.db.migrate import upgrade
 from flashsale.embedded import ServerError
@@ -136,9 +136,10 @@ class LocalPlatform:
             if dead:
                 raise PlatformError(f"{dead.name} exited with {dead.proc.returncode} at start")
             try:
-                if httpx.get(self.api_url + "/readyz", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
+                with urllib.request.urlopen(self.api_url + "/readyz", timeout=2) as answer:
+                    if answer.status == 200:
+                        return
+            except (OSError, urllib.error.URLError):  # not listening yet, or 503
                 pass
             time.sleep(0.2)
         raise PlatformError(f"the API was not ready within {READY_TIMEOUT:.0f}s")
