@@ -169,6 +169,21 @@ def sweep(every: float | None, older_than: float | None) -> None:
 
 
 @main.command()
+@click.option(
+    "--namespace",
+    envvar="FLASHSALE_OPERATOR_NAMESPACE",
+    default="",
+    help="Namespace to serve (FLASHSALE_OPERATOR_NAMESPACE); empty serves all namespaces.",
+)
+@click.option("--liveness", default="http://0.0.0.0:8080/healthz", show_default=True)
+def operator(namespace: str, liveness: str) -> None:
+    """Run the Kubernetes operator for FlashSale resources."""
+    from flashsale.operator.run import run
+
+    run(namespace=namespace, liveness=liveness)
+
+
+@main.command()
 @click.argument("user")
 @click.option("--ttl", type=int, default=3600, show_default=True, help="Seconds.")
 def token(user: str, ttl: int) -> None:

@@ -1,0 +1,1 @@
+"""The Kubernetes operator: FlashSale resources in, stock in Redis, scaled Deployments out."""

@@ -1,0 +1,214 @@
+"""kopf handlers of FlashSale resources: load on create/resume/update, refresh on a timer,
+clean up on delete. Each handler is thin; the figures and patches come from pure modules."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import kopf
+from pydantic import ValidationError
+
+from flashsale.keys import SaleKeys
+from flashsale.operator.context import BACKEND_ERRORS, OperatorContext
+from flashsale.operator.kube import GROUP, PLURAL, VERSION
+from flashsale.operator.status import (
+    INVALID,
+    changed_fields,
+    invalid_status,
+    live_status,
+    unavailable_status,
+)
+from flashsale.sales import InvalidSale, SaleStatus, apply_sale, sale_status
+from flashsale.spec import SaleSpec
+
+RETRY_SECONDS = 5.0  # Redis or PostgreSQL unreachable: try again this soon
+
+
+def spec_errors(exc: ValidationError) -> str:
+    """One line per problem, named by the field as the user wrote it (camelCase)."""
+    return "; ".join(
+        f"{'.'.join(str(part) for part in err['loc']) or 'spec'}: {err['msg']}"
+        for err in exc.errors()
+    )
+
+
+def _generation(meta: Mapping[str, Any]) -> int:
+    return int(meta.get("generation") or 1)
+
+
+def _write(patch: kopf.Patch, current: Mapping[str, Any], wanted: Mapping[str, Any]) -> None:
+    changes = changed_fields(current, wanted)
+    if changes:
+        patch.status.update(changes)
+
+
+def _announce_phase(body: kopf.Body, before: Any, after: str) -> None:
+    """Every phase change is a Kubernetes Event on the sale (`kubectl describe fs`)."""
+    if before != after:
+        kopf.info(body, reason="PhaseChanged", message=f"phase {before or 'none'} -> {after}")
+
+
+def register(registry: kopf.OperatorRegistry, op: OperatorContext) -> None:
+    """Attach the FlashSale handlers to `registry`, bound to this operator's context."""
+
+    def refuse(
+        body: kopf.Body,
+        name: str,
+        meta: Mapping[str, Any],
+        status: Mapping[str, Any],
+        patch: kopf.Patch,
+        reason: str,
+        message: str,
+    ) -> kopf.PermanentError:
+        _write(patch, status, invalid_status(reason, message, _generation(meta), _now(), status))
+        kopf.warn(body, reason=reason, message=message)
+        op.metrics.record_sale(name, INVALID, None)
+        return kopf.PermanentError(message)
+
+    async def load(
+        body: kopf.Body,
+        name: str,
+        meta: Mapping[str, Any],
+        spec: Mapping[str, Any],
+        status: Mapping[str, Any],
+        patch: kopf.Patch,
+        logger: kopf.Logger,
+    ) -> None:
+        try:
+            parsed = SaleSpec.model_validate(dict(spec))
+        except ValidationError as exc:
+            raise refuse(body, name, meta, status, patch, "InvalidSpec", spec_errors(exc)) from None
+        try:
+            remaining = await asyncio.to_thread(apply_sale, op.sessions, op.stock, name, parsed)
+            sale = await asyncio.to_thread(sale_status, op.sessions, op.stock, name)
+        except InvalidSale as exc:
+            raise refuse(body, name, meta, status, patch, "Refused", str(exc)) from None
+        except BACKEND_ERRORS as exc:
+            message = f"cannot reach Redis or PostgreSQL: {type(exc).__name__}: {exc}"
+            _write(patch, status, unavailable_status(message, _generation(meta), _now(), status))
+            raise kopf.TemporaryError(message, delay=RETRY_SECONDS) from exc
+        logger.info(f"sale {name} loaded: {remaining} of {parsed.stock} units for sale")
+        op.rescale.set()
+        if sale is not None:
+            publish(body, name, sale, _generation(meta), status, patch)
+
+    def publish(
+        body: kopf.Body,
+        name: str,
+        sale: SaleStatus,
+        generation: int,
+        status: Mapping[str, Any],
+        patch: kopf.Patch,
+    ) -> None:
+        wanted = live_status(sale, generation, _now(), status)
+        _write(patch, status, wanted)
+        _announce_phase(body, status.get("phase"), wanted["phase"])
+        op.metrics.record_sale(name, wanted["phase"], sale.stock)
+
+    resource = (GROUP, VERSION, PLURAL)
+
+    @kopf.on.create(*resource, registry=registry, backoff=RETRY_SECONDS)
+    async def sale_created(
+        body: kopf.Body,
+        name: str,
+        meta: kopf.Meta,
+        spec: kopf.Spec,
+        status: kopf.Status,
+        patch: kopf.Patch,
+        logger: kopf.Logger,
+        **_: Any,
+    ) -> None:
+        await load(body, name, meta, spec, status, patch, logger)
+
+    @kopf.on.update(*resource, field="spec", registry=registry, backoff=RETRY_SECONDS)
+    async def sale_updated(
+        body: kopf.Body,
+        name: str,
+        meta: kopf.Meta,
+        spec: kopf.Spec,
+        status: kopf.Status,
+        patch: kopf.Patch,
+        logger: kopf.Logger,
+        **_: Any,
+    ) -> None:
+        await load(body, name, meta, spec, status, patch, logger)
+
+    @kopf.on.resume(*resource, registry=registry, backoff=RETRY_SECONDS)
+    async def sale_resumed(
+        body: kopf.Body,
+        name: str,
+        meta: kopf.Meta,
+        spec: kopf.Spec,
+        status: kopf.Status,
+        patch: kopf.Patch,
+        logger: kopf.Logger,
+        **_: Any,
+    ) -> None:
+        # The loader is idempotent: a restart re-applies the same totals and changes nothing.
+        await load(body, name, meta, spec, status, patch, logger)
+
+    @kopf.timer(
+        *resource,
+        interval=op.settings.refresh_seconds,
+        registry=registry,
+        when=lambda meta, **_: not meta.get("deletionTimestamp"),
+    )
+    async def sale_refresh(
+        body: kopf.Body,
+        name: str,
+        meta: kopf.Meta,
+        status: kopf.Status,
+        patch: kopf.Patch,
+        **_: Any,
+    ) -> None:
+        generation = _generation(meta)
+        observed = int(status.get("observedGeneration") or generation)
+        if status.get("phase") == INVALID and observed == generation:
+            return  # refused as it stands; only a new spec can change that
+        try:
+            sale = await asyncio.to_thread(sale_status, op.sessions, op.stock, name)
+            outbox = await asyncio.to_thread(op.stock.client.zcard, SaleKeys(name).outbox)
+        except BACKEND_ERRORS as exc:
+            message = f"cannot reach Redis or PostgreSQL: {type(exc).__name__}: {exc}"
+            _write(patch, status, unavailable_status(message, observed, _now(), status))
+            return
+        if sale is None:
+            return  # not loaded yet: the create handler (or its retry) does that
+        op.metrics.record_outbox(name, int(outbox))
+        publish(body, name, sale, observed, status, patch)
+
+    @kopf.on.delete(*resource, registry=registry, backoff=RETRY_SECONDS)
+    async def sale_deleted(name: str, logger: kopf.Logger, **_: Any) -> None:
+        try:
+            closed = await asyncio.to_thread(op.teardown.close, name)
+            if closed.waiting:
+                # Accepted reservations must reach SQL before their keys go: every 202
+                # becomes an order. The sale is closed, so the outbox only shrinks.
+                raise kopf.TemporaryError(
+                    f"sale {name} closed; waiting for {closed.waiting} reservations "
+                    "to reach PostgreSQL",
+                    delay=RETRY_SECONDS / 2,
+                )
+            removed = await asyncio.to_thread(op.teardown.remove_keys, name)
+        except BACKEND_ERRORS as exc:
+            raise kopf.TemporaryError(
+                f"cannot reach Redis: {type(exc).__name__}: {exc}", delay=RETRY_SECONDS
+            ) from exc
+        op.metrics.forget_sale(name)
+        op.rescale.set()
+        logger.info(f"sale {name} ended and {removed} Redis keys removed; orders stay in SQL")
+
+    @kopf.on.probe(id="redis", registry=registry)
+    async def redis_reachable(**_: Any) -> bool:
+        # Reported, not enforced: a restart of the operator would not bring Redis back.
+        try:
+            return bool(await asyncio.to_thread(op.stock.client.ping))
+        except BACKEND_ERRORS:
+            return False
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)

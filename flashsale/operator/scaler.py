@@ -1,0 +1,97 @@
+"""The scaling loop: every refresh (and at once when a sale changes), read all FlashSales,
+size the API and worker Deployments for them, and set the workers' pace.
+
+It reads the sales from the API server rather than from memory, so a freshly started
+operator never scales an active sale's Deployments down before it has seen that sale."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pydantic import ValidationError
+
+from flashsale.operator.context import BACKEND_ERRORS, OperatorContext
+from flashsale.operator.kube import KubeError
+from flashsale.operator.pace import WorkerPace
+from flashsale.operator.scaling import Replicas, desired_replicas, replicas_patch, worker_rate
+from flashsale.spec import SaleSpec
+
+log = logging.getLogger(__name__)
+
+
+def live_specs(items: Iterable[Mapping[str, Any]]) -> list[SaleSpec]:
+    """Specs of the sales not being deleted; a spec that does not parse asks for nothing."""
+    specs = []
+    for item in items:
+        if (item.get("metadata") or {}).get("deletionTimestamp"):
+            continue
+        try:
+            specs.append(SaleSpec.model_validate(item.get("spec") or {}))
+        except ValidationError:
+            continue
+    return specs
+
+
+class Scaler:
+    def __init__(self, op: OperatorContext, pace: WorkerPace | None) -> None:
+        self.op = op
+        self.pace = pace
+        self._missing: set[str] = set()
+
+    async def run_forever(self) -> None:
+        while True:
+            try:
+                await self.reconcile()
+            except (KubeError, OSError, TimeoutError) as exc:
+                log.warning("scaling skipped this round: %s", exc)
+            try:
+                await asyncio.wait_for(self.op.rescale.wait(), self.op.settings.refresh_seconds)
+            except TimeoutError:
+                pass
+            self.op.rescale.clear()
+
+    async def reconcile(self) -> Replicas:
+        op = self.op
+        settings = op.settings
+        specs = live_specs(await op.kube.list_sales(op.watch_namespace))
+        now = datetime.now(UTC)
+        lead = timedelta(seconds=settings.lead_seconds)
+        want = desired_replicas(
+            specs,
+            now,
+            lead,
+            Replicas(settings.api_baseline_replicas, settings.worker_baseline_replicas),
+        )
+        namespace = op.deployment_namespace
+        for name, replicas in (
+            (settings.api_deployment, want.api),
+            (settings.worker_deployment, want.worker),
+        ):
+            await self._scale(namespace, name, replicas)
+        await self._pace(worker_rate(specs, now, lead, want.worker))
+        return want
+
+    async def _scale(self, namespace: str, name: str, replicas: int) -> None:
+        current = await self.op.kube.deployment_replicas(namespace, name)
+        if current is None:
+            if name not in self._missing:
+                log.warning("deployment %s/%s not found; not scaling it", namespace, name)
+                self._missing.add(name)
+            return
+        self._missing.discard(name)
+        if current != replicas:
+            await self.op.kube.patch_deployment(namespace, name, replicas_patch(replicas))
+            log.info("deployment %s/%s scaled from %d to %d", namespace, name, current, replicas)
+
+    async def _pace(self, per_worker: float | None) -> None:
+        try:
+            backlog = await asyncio.to_thread(self.op.broker.llen, self.op.common.queue)
+            self.op.metrics.backlog.set(int(backlog))
+            if self.pace is not None:
+                await asyncio.to_thread(self.pace.apply, per_worker)
+        except BACKEND_ERRORS as exc:
+            log.warning("broker unreachable: %s", exc)
