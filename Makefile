@@ -29,8 +29,9 @@ fmt: install
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
 
-.PHONY: demo
-demo: install
-	@echo "make demo (a whole simulated sale with a report) is not in this release yet."
-	@echo "See README.md, 'Running it', to run the components yourself."
-	@exit 1
+.PHONY: demo up
+demo: install  ## a whole flash sale on throwaway local servers, with a report and a chart
+	$(BIN)/flashsale demo $(DEMO_ARGS)
+
+up: install  ## the platform in the foreground, data kept in ./.flashsale
+	$(BIN)/flashsale up $(UP_ARGS)

@@ -1,0 +1,27 @@
+"""What the demo's sale and crowd look like."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class DemoPlan:
+    stock: int = 200
+    per_user_limit: int = 1
+    payment_timeout_seconds: int = 5
+    rate_per_second: float = 2.0  # per user
+    burst: int = 3
+    shoppers: int = 3000  # first wave: one click each, arriving over `arrival_seconds`
+    spammers: int = 100  # first wave: `spam_clicks` clicks each, as fast as they can
+    spam_clicks: int = 20
+    arrival_seconds: float = 3.0
+    never_pay: float = 0.3  # share of first-wave buyers who walk away without paying
+    second_wave: int = 600  # shoppers who come back for the returned units; they all pay
+    connections: int = 128  # HTTP connections the crowd shares
+
+    def __post_init__(self) -> None:
+        if self.stock < 1 or self.shoppers < 1:
+            raise ValueError("a demo needs stock and shoppers")
+        if not 0 <= self.never_pay <= 1:
+            raise ValueError("never_pay is a share between 0 and 1")

@@ -1,0 +1,140 @@
+"""The demo's figures and verdicts, for the terminal and as JSON."""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from flashsale.demo.crowd import CrowdLog
+from flashsale.demo.invariants import Check
+from flashsale.sales import SaleStatus
+
+
+@dataclass(frozen=True)
+class DemoReport:
+    sale: str
+    shoppers: int
+    spammers: int
+    second_wave: int
+    requests: int
+    accepted: int
+    sold_out: int
+    limit_reached: int
+    rate_limited: int
+    other_answers: int
+    orders_persisted: int
+    paid: int
+    expired: int
+    rejected: int
+    units_returned: int
+    final_remaining: int
+    total: int
+    requests_per_second: float
+    accepted_per_second: float
+    latency_p50_ms: float
+    latency_p99_ms: float
+    seconds: float
+    checks: list[Check] = field(default_factory=list)
+    chart: str = ""
+
+    @property
+    def passed(self) -> bool:
+        return all(check.passed for check in self.checks)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self) | {"passed": self.passed}
+
+
+def _percentile(values: list[float], share: float) -> float:
+    if len(values) < 2:
+        return values[0] if values else 0.0
+    return statistics.quantiles(values, n=100, method="inclusive")[round(share * 100) - 1]
+
+
+def build_report(
+    log: CrowdLog,
+    status: SaleStatus,
+    order_counts: dict[str, int],
+    units_returned: int,
+    first_wave_seconds: float,
+    counts: tuple[int, int, int],
+    checks: list[Check],
+    seconds: float,
+) -> DemoReport:
+    outcomes = log.outcomes()
+    first_wave = [c for c in log.clicks if c.wave == 1]
+    accepted_first = [c for c in first_wave if c.outcome == "accepted"]
+    selling = max((c.at for c in accepted_first), default=0.0) - min(
+        (c.at for c in first_wave), default=0.0
+    )
+    latencies = [c.latency * 1000 for c in log.clicks]
+    known = ("accepted", "sold_out", "limit_reached", "rate_limited")
+    shoppers, spammers, second_wave = counts
+    return DemoReport(
+        sale=status.name,
+        shoppers=shoppers,
+        spammers=spammers,
+        second_wave=second_wave,
+        requests=len(log.clicks),
+        accepted=outcomes["accepted"],
+        sold_out=outcomes["sold_out"],
+        limit_reached=outcomes["limit_reached"],
+        rate_limited=outcomes["rate_limited"],
+        other_answers=sum(n for k, n in outcomes.items() if k not in known),
+        orders_persisted=sum(order_counts.values()),
+        paid=order_counts.get("paid", 0),
+        expired=order_counts.get("expired", 0),
+        rejected=order_counts.get("rejected", 0),
+        units_returned=units_returned,
+        final_remaining=status.stock.remaining,
+        total=status.stock.total,
+        requests_per_second=len(first_wave) / first_wave_seconds if first_wave_seconds else 0.0,
+        accepted_per_second=len(accepted_first) / selling if selling > 0 else 0.0,
+        latency_p50_ms=_percentile(latencies, 0.50),
+        latency_p99_ms=_percentile(latencies, 0.99),
+        seconds=seconds,
+        checks=checks,
+    )
+
+
+def print_report(report: DemoReport, console: Console) -> None:
+    figures = Table(title=f"Flash sale '{report.sale}': {report.total} units", show_header=False)
+    figures.add_column(style="bold")
+    figures.add_column(justify="right")
+    rows: list[tuple[str, str]] = [
+        (
+            "shoppers",
+            f"{report.shoppers} + {report.spammers} spammers, then {report.second_wave}",
+        ),
+        ("requests", f"{report.requests:,}"),
+        ("accepted (202)", f"{report.accepted:,}"),
+        ("sold out (409)", f"{report.sold_out:,}"),
+        ("limit reached (409)", f"{report.limit_reached:,}"),
+        ("rate limited (429)", f"{report.rate_limited:,}"),
+        ("other answers", f"{report.other_answers:,}"),
+        ("orders persisted", f"{report.orders_persisted:,}"),
+        ("paid", f"{report.paid:,}"),
+        ("expired (unpaid)", f"{report.expired:,}"),
+        ("rejected by the SQL guard", f"{report.rejected:,}"),
+        ("units returned to stock", f"{report.units_returned:,}"),
+        ("final stock remaining", f"{report.final_remaining:,}"),
+        ("first wave requests/s", f"{report.requests_per_second:,.0f}"),
+        ("accepted reservations/s", f"{report.accepted_per_second:,.0f}"),
+        ("latency p50 / p99", f"{report.latency_p50_ms:.1f} ms / {report.latency_p99_ms:.1f} ms"),
+        ("duration", f"{report.seconds:.1f} s"),
+    ]
+    for label, value in rows:
+        figures.add_row(label, value)
+    console.print(figures)
+    verdicts = Table(title="Invariants")
+    verdicts.add_column("check")
+    verdicts.add_column("result")
+    verdicts.add_column("evidence")
+    for check in report.checks:
+        verdict = "[bold green]PASS[/]" if check.passed else "[bold red]FAIL[/]"
+        verdicts.add_row(check.name, verdict, check.detail)
+    console.print(verdicts)

@@ -1,0 +1,225 @@
+"""Run the demo: platform up, sale on, two waves of shoppers, expiry, report."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import shutil
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+
+import redis
+import redis.asyncio as aioredis
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from flashsale.db.engine import session_factory
+from flashsale.demo.chart import write_chart
+from flashsale.demo.crowd import Crowd
+from flashsale.demo.invariants import check_invariants
+from flashsale.demo.plan import DemoPlan
+from flashsale.demo.report import DemoReport, build_report, print_report
+from flashsale.demo.timeline import Sample, Timeline, order_counts, sample_forever, sample_once
+from flashsale.embedded import free_port
+from flashsale.local.platform import LocalPlatform, Loops
+from flashsale.sales import apply_sale, sale_status
+from flashsale.settings import Settings
+from flashsale.spec import SaleSpec
+from flashsale.stock import Stock
+
+SALE = "midnight-drop"
+SETTLE_TIMEOUT = 60.0
+
+
+def sale_spec(plan: DemoPlan) -> SaleSpec:
+    return SaleSpec.model_validate(
+        {
+            "sku": "TV-55-OLED",
+            "stock": plan.stock,
+            "perUserLimit": plan.per_user_limit,
+            "paymentTimeoutSeconds": plan.payment_timeout_seconds,
+            "rateLimit": {"requestsPerSecond": plan.rate_per_second, "burst": plan.burst},
+        }
+    )
+
+
+async def _until(
+    timeline: Timeline, done: Callable[[Sample], bool], progress: Callable[[Sample], None]
+) -> bool:
+    """Wait for the sampler to show `done`; False after SETTLE_TIMEOUT."""
+    deadline = time.monotonic() + SETTLE_TIMEOUT
+    while time.monotonic() < deadline:
+        last = timeline.last
+        if last:
+            progress(last)
+            if done(last):
+                return True
+        await asyncio.sleep(0.1)
+    return False
+
+
+async def _with_progress(
+    bar: Progress,
+    label: str,
+    total: int,
+    jobs: Sequence[Awaitable[None]],
+    count: Callable[[], int],
+) -> None:
+    task = bar.add_task(label, total=total)
+
+    async def watch() -> None:
+        while True:
+            bar.update(task, completed=count())
+            await asyncio.sleep(0.1)
+
+    watcher = asyncio.create_task(watch())
+    await asyncio.gather(*jobs)
+    watcher.cancel()
+    bar.update(task, completed=count())
+
+
+async def _drive(
+    plan: DemoPlan, platform: LocalPlatform, stock: Stock, console: Console, seed: int
+) -> tuple[Crowd, Timeline, dict[str, float], float]:
+    rng = random.Random(seed)
+    sessions = session_factory(platform.database_url)
+    timeline = Timeline(SALE, plan.stock, started=time.monotonic())
+    client = aioredis.Redis.from_url(platform.redis_url)
+    sampler = asyncio.create_task(sample_forever(timeline, client, sessions))
+    marks: dict[str, float] = {}
+    columns = (
+        TextColumn("{task.description:<44}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    async with Crowd(platform.api_url, SALE, platform.jwt_secret, plan.connections) as crowd:
+        crowd.log.started = timeline.started
+        with Progress(*columns, console=console) as bar:
+            # Wave 1: everybody at once, spammers hammering.
+            jobs: list[Awaitable[None]] = [
+                crowd.shopper(
+                    1,
+                    f"shopper-{i}",
+                    rng.uniform(0, plan.arrival_seconds),
+                    rng.random() >= plan.never_pay,
+                    rng,
+                )
+                for i in range(plan.shoppers)
+            ]
+            jobs += [
+                crowd.spammer(f"bot-{i}", plan.spam_clicks, rng.uniform(0, 0.5))
+                for i in range(plan.spammers)
+            ]
+            clicks = plan.shoppers + plan.spammers * plan.spam_clicks
+            began = time.monotonic()
+            await _with_progress(
+                bar, "wave 1: shoppers and spammers", clicks, jobs, lambda: len(crowd.log.clicks)
+            )
+            first_wave_seconds = time.monotonic() - began
+            accepted = len(crowd.log.accepted())
+
+            persist = bar.add_task("workers persist the orders", total=accepted)
+            await _until(
+                timeline,
+                lambda s: s.reserved == 0 and s.orders >= accepted,
+                lambda s: bar.update(persist, completed=s.orders),
+            )
+            unpaid = accepted - len(crowd.log.paid_orders)
+            first = min((c.at for c in crowd.log.accepted()), default=0.0)
+            marks["first unpaid orders due"] = first + plan.payment_timeout_seconds
+            reap = bar.add_task(
+                f"unpaid orders expire ({plan.payment_timeout_seconds}s), units return",
+                total=unpaid,
+            )
+            await _until(
+                timeline,
+                lambda s: s.expired >= unpaid and s.remaining >= unpaid,
+                lambda s: bar.update(reap, completed=min(s.remaining, unpaid)),
+            )
+            marks["second wave"] = crowd.log.now()
+            second = [
+                crowd.shopper(2, f"late-{i}", rng.uniform(0, 1.0), True, rng)
+                for i in range(plan.second_wave)
+            ]
+            before = len(crowd.log.clicks)
+            await _with_progress(
+                bar,
+                "wave 2: the returned units",
+                plan.second_wave,
+                second,
+                lambda: len(crowd.log.clicks) - before,
+            )
+            total_accepted = len(crowd.log.accepted())
+            settle = bar.add_task("last orders persisted", total=total_accepted)
+            await _until(
+                timeline,
+                lambda s: s.reserved == 0 and s.orders >= total_accepted,
+                lambda s: bar.update(settle, completed=s.orders),
+            )
+    sampler.cancel()
+    await sample_once(timeline, client, sessions)  # the final state, for the chart
+    await client.aclose()
+    return crowd, timeline, marks, first_wave_seconds
+
+
+def run_demo(plan: DemoPlan, out_dir: Path, console: Console, seed: int = 7) -> DemoReport:
+    """The whole demo; its servers live in a temporary folder removed afterwards."""
+    data_dir = Path(tempfile.mkdtemp(prefix="flashsale-demo-"))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    settings = Settings(data_dir=data_dir, redis_url=None, database_url=None)
+    platform = LocalPlatform(
+        settings,
+        port=free_port(),
+        log_dir=out_dir / "logs",
+        loops=Loops(reap_every=1.0, sweep_every=5.0),
+    )
+    began = time.monotonic()
+    try:
+        with console.status("starting Redis, PostgreSQL, the API, a worker, reaper, sweeper"):
+            platform.start()
+        console.print(f"platform up at {platform.api_url} (logs in {out_dir / 'logs'})")
+        stock = Stock(redis.Redis.from_url(platform.redis_url))
+        sessions = session_factory(platform.database_url)
+        apply_sale(sessions, stock, SALE, sale_spec(plan))
+        crowd, timeline, marks, first_wave_seconds = asyncio.run(
+            _drive(plan, platform, stock, console, seed)
+        )
+        status = sale_status(sessions, stock, SALE)
+        assert status is not None
+        checks = check_invariants(crowd.log, timeline, status, sessions, stock, plan.per_user_limit)
+        counts = order_counts(sessions, SALE)
+        report = build_report(
+            crowd.log,
+            status,
+            counts,
+            units_returned=int(stock.client.scard(f"fs:{{{SALE}}}:restored")),
+            first_wave_seconds=first_wave_seconds,
+            counts=(plan.shoppers, plan.spammers, plan.second_wave),
+            checks=checks,
+            seconds=time.monotonic() - began,
+        )
+        chart = write_chart(
+            out_dir / "sale.png",
+            crowd.log,
+            timeline,
+            marks,
+            f"{SALE}: {plan.stock} units, {report.requests:,} requests",
+        )
+        report = DemoReport(**{**report.__dict__, "chart": str(chart)})
+        (out_dir / "report.json").write_text(json.dumps(report.as_dict(), indent=2) + "\n")
+        stock.client.close()
+        return report
+    finally:
+        platform.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def show(report: DemoReport, console: Console) -> None:
+    print_report(report, console)
+    console.print(f"chart: {report.chart}")
+    verdict = "[bold green]all invariants hold[/]" if report.passed else "[bold red]FAILED[/]"
+    console.print(verdict)

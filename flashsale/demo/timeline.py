@@ -1,0 +1,78 @@
+"""The sale over time: stock figures from Redis and order counts from SQL, sampled."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+
+import redis.asyncio as aioredis
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from flashsale.db.models import Order
+from flashsale.keys import SaleKeys
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    at: float
+    remaining: int
+    reserved: int  # accepted, on its way to SQL
+    live: int  # in live orders (pending payment or paid)
+    orders: int  # order rows in SQL, any status
+    paid: int
+    expired: int
+
+
+@dataclass
+class Timeline:
+    sale: str
+    total: int
+    started: float
+    samples: list[Sample] = field(default_factory=list)
+
+    @property
+    def last(self) -> Sample | None:
+        return self.samples[-1] if self.samples else None
+
+
+def order_counts(sessions: sessionmaker[Session], sale: str) -> dict[str, int]:
+    with sessions() as session:
+        rows = session.execute(
+            select(Order.status, func.count()).where(Order.sale == sale).group_by(Order.status)
+        ).all()
+    return {str(status): int(count) for status, count in rows}
+
+
+async def sample_once(
+    timeline: Timeline, client: aioredis.Redis, sessions: sessionmaker[Session]
+) -> Sample:
+    keys = SaleKeys(timeline.sale)
+    async with client.pipeline(transaction=True) as pipe:  # one consistent Redis read
+        pipe.get(keys.stock)
+        pipe.hmget(keys.meta, "inflight", "live")
+        remaining, (inflight, live) = await pipe.execute()
+    counts = await asyncio.to_thread(order_counts, sessions, timeline.sale)
+    sample = Sample(
+        at=time.monotonic() - timeline.started,
+        remaining=int(remaining or 0),
+        reserved=int(inflight or 0),
+        live=int(live or 0),
+        orders=sum(counts.values()),
+        paid=counts.get("paid", 0),
+        expired=counts.get("expired", 0),
+    )
+    timeline.samples.append(sample)
+    return sample
+
+
+async def sample_forever(
+    timeline: Timeline,
+    client: aioredis.Redis,
+    sessions: sessionmaker[Session],
+    every: float = 0.25,
+) -> None:
+    while True:
+        await sample_once(timeline, client, sessions)
+        await asyncio.sleep(every)
