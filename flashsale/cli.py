@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -52,35 +49,23 @@ def main(log_level: str) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True)
 @click.option("--workers", type=int, default=None, help="Server processes (FLASHSALE_API_WORKERS).")
-def api(host: str, port: int, workers: int | None) -> None:
+@click.option(
+    "--server",
+    type=click.Choice(["granian", "uvicorn"]),
+    default="granian",
+    show_default=True,
+    help="ASGI server.",
+)
+def api(host: str, port: int, workers: int | None, server: str) -> None:
     """Serve the HTTP API."""
-    import uvicorn
+    from flashsale.api.server import APP_FACTORY, serve
 
     settings = _settings()
     try:
         settings.require_jwt_secret()
     except RuntimeError as exc:
         raise click.ClickException(str(exc)) from None
-    processes = workers or settings.api_workers
-    metrics_dir = None
-    if processes > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        # Each server process writes its metrics here; /metrics adds them up.
-        metrics_dir = tempfile.mkdtemp(prefix="flashsale-metrics-")
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
-    try:
-        uvicorn.run(
-            "flashsale.api.app:create_app",
-            factory=True,
-            host=host,
-            port=port,
-            workers=processes,
-            access_log=False,
-            log_level="warning",
-            timeout_graceful_shutdown=10,
-        )
-    finally:
-        if metrics_dir:
-            shutil.rmtree(metrics_dir, ignore_errors=True)
+    serve(APP_FACTORY, host, port, workers or settings.api_workers, server)
 
 
 @main.command()

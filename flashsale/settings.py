@@ -48,6 +48,11 @@ class Settings(BaseSettings):
     max_token_bytes: int = Field(default=4096, ge=64)
     token_cache_size: int = Field(default=65536, ge=0)
     api_workers: int = Field(default=1, ge=1)
+    sold_out_cache_seconds: float = Field(
+        default=0.25,
+        ge=0,
+        description="How long an API process answers sold_out itself after Redis did (0: off).",
+    )
 
     @property
     def effective_broker_url(self) -> str | None:

@@ -3,6 +3,7 @@ objects (which re-send the source after NOSCRIPT, e.g. when Redis restarted)."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import cache
@@ -11,6 +12,7 @@ from typing import Any
 
 import redis
 import redis.asyncio
+from redis.exceptions import NoScriptError
 
 from flashsale.keys import SaleKeys
 
@@ -106,12 +108,25 @@ def reserve_call(
     return keys, [user, quantity, order_id, message, "1" if idempotency_key else "0"]
 
 
-class AsyncStock:
-    """The reservation hot path: one EVALSHA per purchase."""
+def _fail(batch: list[tuple[list[str], list[Any], asyncio.Future[Any]]], exc: Exception) -> None:
+    for *_, future in batch:
+        if not future.done():
+            future.set_exception(exc)
 
-    def __init__(self, client: redis.asyncio.Redis) -> None:
+
+class AsyncStock:
+    """The reservation hot path: one EVALSHA per purchase.
+
+    Calls made in the same event-loop tick go to Redis together, in one pipeline (one
+    write, one read), which costs this process far less CPU than one round trip each.
+    Every call still runs the script on its own and gets its own answer back."""
+
+    def __init__(self, client: redis.asyncio.Redis, batch: bool = True) -> None:
         self.client = client
         self._reserve = client.register_script(lua_source("reserve"))
+        self._batch = batch
+        self._pending: list[tuple[list[str], list[Any], asyncio.Future[Any]]] = []
+        self._flushes: set[asyncio.Task[None]] = set()
 
     async def reserve(
         self,
@@ -126,7 +141,59 @@ class AsyncStock:
         keys, args = reserve_call(
             sale, user, quantity, order_id, idempotency_key, queue_key, message
         )
-        return ReserveResult.parse(await self._reserve(keys=keys, args=args))
+        if not self._batch:
+            return ReserveResult.parse(await self._reserve(keys=keys, args=args))
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        if not self._pending:
+            loop.call_soon(self._start_flush)
+        self._pending.append((keys, args, future))
+        return ReserveResult.parse(await future)
+
+    def _start_flush(self) -> None:
+        batch, self._pending = self._pending, []
+        task = asyncio.ensure_future(self._flush(batch))
+        self._flushes.add(task)  # keep a reference until it is done
+        task.add_done_callback(self._flushes.discard)
+
+    async def _flush(self, batch: list[tuple[list[str], list[Any], asyncio.Future[Any]]]) -> None:
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            for keys, args, _ in batch:
+                pipe.execute_command("EVALSHA", self._reserve.sha, len(keys), *keys, *args)
+            replies = await pipe.execute(raise_on_error=False)
+        except Exception as exc:  # noqa: BLE001 - every waiting request gets the error
+            _fail(batch, exc)
+            return
+        except BaseException:
+            _fail(batch, redis.ConnectionError("the reservation call was cancelled"))
+            raise
+        for (keys, args, future), reply in zip(batch, replies, strict=True):
+            if future.done():  # the request was cancelled (client went away)
+                continue
+            if isinstance(reply, NoScriptError):
+                # Redis lost its script cache (restart, failover): the script did not
+                # run, so run it again through Script, which loads it first.
+                self._retry(keys, args, future)
+            elif isinstance(reply, Exception):
+                future.set_exception(reply)
+            else:
+                future.set_result(reply)
+
+    def _retry(self, keys: list[str], args: list[Any], future: asyncio.Future[Any]) -> None:
+        async def again() -> None:
+            try:
+                reply = await self._reserve(keys=keys, args=args)
+            except Exception as exc:  # noqa: BLE001 - handed to the waiting request
+                if not future.done():
+                    future.set_exception(exc)
+                return
+            if not future.done():
+                future.set_result(reply)
+
+        task = asyncio.ensure_future(again())
+        self._flushes.add(task)
+        task.add_done_callback(self._flushes.discard)
 
 
 class Stock:

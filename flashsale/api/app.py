@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from flashsale.api.errors import install_error_handlers
+from flashsale.api.fastpath import ReservationFastPath
 from flashsale.api.limits import BodySizeLimit
 from flashsale.api.metrics import LatencyMiddleware
 from flashsale.api.routes import health, orders, reservations, sales
@@ -29,6 +30,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     for module in (reservations, orders, sales, health):
         app.include_router(module.router)
+    # Innermost: timed by LatencyMiddleware and under the body limit like every route.
+    app.add_middleware(ReservationFastPath)
     app.add_middleware(LatencyMiddleware)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     return app

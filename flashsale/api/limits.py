@@ -7,6 +7,21 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from flashsale.api.errors import error_response
 
 
+# A refused chunked body is read (and dropped) up to this much more before answering:
+# some servers (granian) reset a connection whose request is still being sent, and the
+# client would see that instead of the 413.
+DRAIN_BYTES = 1 << 20
+
+
+async def _discard(receive: Receive, limit: int) -> None:
+    dropped = 0
+    while dropped <= limit:
+        message = await receive()
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            return
+        dropped += len(message.get("body", b""))
+
+
 class BodySizeLimit:
     """A declared Content-Length over the limit is refused at once; a body without one
     (chunked) is read up to the limit and then handed on, or refused."""
@@ -36,6 +51,8 @@ class BodySizeLimit:
                 return  # client went away
             body += message.get("body", b"")
             if len(body) > self.max_bytes:
+                if message.get("more_body", False):
+                    await _discard(receive, DRAIN_BYTES)
                 await self._refuse(scope, receive, send)
                 return
             if not message.get("more_body", False):

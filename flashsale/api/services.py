@@ -9,6 +9,7 @@ from redis.asyncio import Redis as AsyncRedis
 from sqlalchemy.orm import Session, sessionmaker
 
 from flashsale.api.auth import TokenVerifier
+from flashsale.api.soldout import SoldOutFlags
 from flashsale.db.engine import session_factory
 from flashsale.settings import Settings
 from flashsale.stock import AsyncStock, Stock
@@ -23,6 +24,7 @@ class Services:
     fast_stock: AsyncStock
     stock: Stock  # sync client for the threadpool endpoints
     sessions: sessionmaker[Session]
+    sold_out: SoldOutFlags  # local, short-lived: spares Redis the late clicks
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
@@ -56,6 +58,7 @@ class Services:
                 redis.Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=2)
             ),
             sessions=session_factory(settings.require_database_url()),
+            sold_out=SoldOutFlags(settings.sold_out_cache_seconds),
         )
 
     async def close(self) -> None:

@@ -19,6 +19,7 @@ from flashsale.api.deps import CurrentUser, ServicesDep
 from flashsale.api.errors import ApiError, error_doc
 from flashsale.api.metrics import HANDOFF_FAILURES, RESERVATIONS
 from flashsale.api.schemas import ReservationOut, ReservationRequest
+from flashsale.api.services import Services
 from flashsale.orders import from_ms
 from flashsale.spec import is_valid_sale_name
 from flashsale.stock import Outcome, ReserveResult
@@ -37,6 +38,8 @@ _REFUSALS: dict[Outcome, tuple[int, str]] = {
     Outcome.ENDED: (409, "the sale has ended"),
     Outcome.PAUSED: (409, "the sale is paused"),
 }
+# Counter children looked up once, not on every request.
+OUTCOMES = {outcome: RESERVATIONS.labels(outcome) for outcome in Outcome}
 
 
 @router.post(
@@ -59,12 +62,25 @@ async def reserve(
     body: ReservationRequest | None = None,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> Response:
+    # Well-formed requests are answered by ReservationFastPath before they get here;
+    # this route documents the endpoint and answers the rest (it validates everything).
+    return await admit(services, sale, user, body.quantity if body else 1, idempotency_key)
+
+
+async def admit(
+    services: Services, sale: str, user: str, quantity: int, idempotency_key: str | None
+) -> Response:
+    """Decide one purchase of an authenticated user; refusals raise ApiError."""
     if not is_valid_sale_name(sale):
-        RESERVATIONS.labels(Outcome.UNKNOWN_SALE).inc()
+        OUTCOMES[Outcome.UNKNOWN_SALE].inc()
         raise ApiError(404, "unknown_sale", "no such sale")
     if idempotency_key is not None and not IDEMPOTENCY_KEY.match(idempotency_key):
         raise ApiError(422, "invalid_request", "Idempotency-Key: 1 to 200 visible ASCII chars")
-    quantity = body.quantity if body else 1
+    # A repeated Idempotency-Key must get its first answer back, so only requests without
+    # one may be refused from the local sold-out flag.
+    if idempotency_key is None and services.sold_out.refuses(sale, quantity):
+        OUTCOMES[Outcome.SOLD_OUT].inc()
+        raise ApiError(409, Outcome.SOLD_OUT.value, _REFUSALS[Outcome.SOLD_OUT][1])
     settings = services.settings
     order_id = str(uuid.uuid4())
     message = persist_message(sale, order_id, settings.queue)
@@ -83,9 +99,12 @@ async def reserve(
         log.warning("reserve failed: %s", exc)
         RESERVATIONS.labels("unavailable").inc()
         raise ApiError(503, "unavailable", "stock service unavailable, retry") from None
-    RESERVATIONS.labels(result.outcome).inc()
+    OUTCOMES[result.outcome].inc()
     if result.outcome is not Outcome.ACCEPTED:
+        if result.outcome is Outcome.SOLD_OUT:
+            services.sold_out.remember(sale, quantity)
         raise _refusal(result)
+    services.sold_out.forget(sale)
     if not script_handoff and not result.replayed:
         await _publish(services, message)
     assert result.order_id is not None
@@ -115,7 +134,7 @@ def _refusal(result: ReserveResult) -> ApiError:
     return ApiError(status, result.outcome.value, detail)
 
 
-async def _publish(services: ServicesDep, message: bytes) -> None:
+async def _publish(services: Services, message: bytes) -> None:
     """Hand the task to the broker; on failure the reservation waits in the outbox."""
     try:
         await services.broker.lpush(services.settings.queue, message)

@@ -1,0 +1,119 @@
+"""POST /v1/sales/{sale}/reservations without the framework's per-request machinery.
+
+FastAPI's dependency solving, parameter validation and threadpool hops cost several
+times what deciding the purchase costs (profiled: about 40% of the CPU of a reservation).
+This ASGI layer answers the well-formed requests itself: a bearer token, no body or a
+`{"quantity": n}` body, an optional valid Idempotency-Key. Anything else goes on,
+untouched, to the FastAPI route, which validates it and answers exactly as documented.
+Both paths call the same `admit`, so they decide purchases the same way."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import orjson
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from flashsale.api.errors import ApiError
+from flashsale.api.routes.reservations import IDEMPOTENCY_KEY, admit
+from flashsale.api.schemas import MAX_QUANTITY
+from flashsale.api.services import Services
+
+PATH = re.compile(r"^/v1/sales/([^/]+)/reservations$")
+ROUTE_TEMPLATE = "/v1/sales/{sale}/reservations"
+
+
+class _RouteLabel:
+    """What the latency middleware reads from scope["route"]."""
+
+    path = ROUTE_TEMPLATE
+
+
+_ROUTE = _RouteLabel()
+
+
+def _quantity(body: bytes, content_type: bytes | None) -> int | None:
+    """The quantity of a simple, valid body; None when the full validator must decide."""
+    if not body:
+        return 1
+    if content_type is None or not content_type.startswith(b"application/json"):
+        return None
+    try:
+        doc: Any = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    if type(doc) is not dict or not doc.keys() <= {"quantity"}:
+        return None
+    quantity = doc.get("quantity", 1)
+    if type(quantity) is not int or not 1 <= quantity <= MAX_QUANTITY:
+        return None
+    return quantity
+
+
+async def _answer(send: Send, status: int, body: bytes, headers: dict[str, str] | None) -> None:
+    raw = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+    if headers:
+        raw += [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": body})
+
+
+class ReservationFastPath:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        match = PATH.match(scope["path"])
+        if match is None:
+            await self.app(scope, receive, send)
+            return
+        authorization = idempotency_key = content_type = None
+        for name, value in scope["headers"]:
+            if name == b"authorization" and authorization is None:
+                authorization = value.decode("latin-1")
+            elif name == b"idempotency-key" and idempotency_key is None:
+                idempotency_key = value.decode("latin-1")
+            elif name == b"content-type" and content_type is None:
+                content_type = value
+        body = b""
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # the client went away
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+        quantity = _quantity(body, content_type)
+        if quantity is None or (
+            idempotency_key is not None and not IDEMPOTENCY_KEY.match(idempotency_key)
+        ):
+            await self.app(scope, _replay(body, receive), send)
+            return
+        services: Services = scope["app"].state.services
+        scope["route"] = _ROUTE
+        try:
+            user = services.verifier.user_of(authorization)
+            response = await admit(services, match.group(1), user, quantity, idempotency_key)
+        except ApiError as exc:
+            error = orjson.dumps({"error": exc.code, "detail": exc.detail})
+            await _answer(send, exc.status, error, exc.headers)
+            return
+        await response(scope, receive, send)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """Hand the body already read to the next application."""
+    delivered = False
+
+    async def replay() -> Message:
+        nonlocal delivered
+        if delivered:
+            return await receive()
+        delivered = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replay
