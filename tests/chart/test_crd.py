@@ -1,0 +1,263 @@
+"""The FlashSale CRD: one source of truth, the same fields, bounds and defaults as SaleSpec,
+and a schema that refuses what the operator would refuse."""
+
+from __future__ import annotations
+
+import copy
+import re
+from datetime import datetime
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+from pydantic import ValidationError
+
+from flashsale.spec import SaleSpec
+from tests.chart.conftest import CHART, ROOT
+
+SOURCE = ROOT / "crds" / "flashsales.flashsale.dev.yaml"
+COPY = CHART / "crds" / "flashsales.flashsale.dev.yaml"
+CRD: dict[str, Any] = yaml.safe_load(SOURCE.read_text())
+VERSION = CRD["spec"]["versions"][0]
+SCHEMA: dict[str, Any] = VERSION["schema"]["openAPIV3Schema"]
+SPEC_SCHEMA: dict[str, Any] = SCHEMA["properties"]["spec"]
+EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
+
+# RFC 3339 as the API server reads `format: date-time`: a full date, time and offset.
+RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
+FORMATS = jsonschema.FormatChecker(formats=())
+
+
+@FORMATS.checks("date-time", raises=ValueError)
+def _date_time(value: object) -> bool:
+    if not isinstance(value, str):
+        return True
+    if not RFC3339.match(value):
+        raise ValueError(f"{value!r} is not an RFC 3339 date-time")
+    datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
+    return True
+
+
+def strict(schema: dict[str, Any]) -> dict[str, Any]:
+    """The schema as `kubectl apply` enforces it (field validation Strict): unknown fields in
+    the spec are errors, not silently pruned."""
+    schema = copy.deepcopy(schema)
+
+    def walk(node: dict[str, Any]) -> None:
+        if node.get("type") == "object" and "properties" in node:
+            node["additionalProperties"] = False
+            for child in node["properties"].values():
+                walk(child)
+        if "items" in node:
+            walk(node["items"])
+
+    walk(schema)
+    return schema
+
+
+VALIDATOR = jsonschema.Draft4Validator(strict(SCHEMA), format_checker=FORMATS)
+
+
+def errors(document: dict[str, Any]) -> list[str]:
+    return [e.message for e in VALIDATOR.iter_errors(document)]
+
+
+def with_defaults(spec: dict[str, Any], schema: dict[str, Any] = SPEC_SCHEMA) -> dict[str, Any]:
+    """Structural defaulting as the API server does it: missing fields get their default,
+    then defaulted and given objects are defaulted inside."""
+    spec = copy.deepcopy(spec)
+    for field, sub in schema.get("properties", {}).items():
+        if field not in spec and "default" in sub:
+            spec[field] = copy.deepcopy(sub["default"])
+        if field in spec and sub.get("type") == "object":
+            spec[field] = with_defaults(spec[field], sub)
+    return spec
+
+
+def sale(**spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "flashsale.dev/v1alpha1",
+        "kind": "FlashSale",
+        "metadata": {"name": "tv-drop"},
+        "spec": spec,
+    }
+
+
+def model_properties() -> tuple[dict[str, Any], dict[str, Any]]:
+    schema = SaleSpec.model_json_schema(by_alias=True)
+    return schema, schema["$defs"]
+
+
+def resolve(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
+    if "$ref" in node:
+        return defs[node["$ref"].split("/")[-1]]  # type: ignore[no-any-return]
+    if "anyOf" in node:  # Optional[...]: the non-null branch
+        return next(n for n in node["anyOf"] if n.get("type") != "null")  # type: ignore[no-any-return]
+    return node
+
+
+def test_chart_copy_is_identical() -> None:
+    assert COPY.read_bytes() == SOURCE.read_bytes(), (
+        "charts/flashsale/crds/ differs from crds/: cp crds/flashsales.flashsale.dev.yaml "
+        "charts/flashsale/crds/"
+    )
+    assert sorted(p.name for p in (CHART / "crds").iterdir()) == [SOURCE.name]
+
+
+def test_names_scope_and_status_subresource() -> None:
+    assert CRD["metadata"]["name"] == "flashsales.flashsale.dev"
+    spec = CRD["spec"]
+    assert spec["group"] == "flashsale.dev"
+    assert spec["scope"] == "Namespaced"
+    assert spec["names"] == {
+        "kind": "FlashSale",
+        "listKind": "FlashSaleList",
+        "plural": "flashsales",
+        "singular": "flashsale",
+        "shortNames": ["fs"],
+        "categories": ["flashsale"],
+    }
+    assert [v["name"] for v in spec["versions"]] == ["v1alpha1"]
+    assert VERSION["served"] and VERSION["storage"]
+    assert VERSION["subresources"] == {"status": {}}
+
+
+def test_printer_columns_for_kubectl_get_fs() -> None:
+    columns = [
+        (c["name"], c["type"], c["jsonPath"])
+        for c in VERSION["additionalPrinterColumns"]
+        if not c.get("priority")
+    ]
+    assert columns == [
+        ("SKU", "string", ".spec.sku"),
+        ("PHASE", "string", ".status.phase"),
+        ("REMAINING", "integer", ".status.stock.remaining"),
+        ("PAID", "integer", ".status.stock.paid"),
+        ("AGE", "date", ".metadata.creationTimestamp"),
+    ]
+
+
+def test_spec_fields_match_the_sale_model() -> None:
+    model, defs = model_properties()
+
+    def compare(crd: dict[str, Any], pydantic: dict[str, Any], where: str) -> None:
+        assert set(crd["properties"]) == set(pydantic["properties"]), where
+        assert sorted(crd.get("required", [])) == sorted(pydantic.get("required", [])), where
+        for field, ours in crd["properties"].items():
+            theirs = resolve(pydantic["properties"][field], defs)
+            path = f"{where}.{field}"
+            assert ours["type"] == theirs["type"], path
+            if ours["type"] == "object":
+                compare(ours, theirs, path)
+                assert ours["default"] == {}, f"{path}: nested defaults apply only under a {{}} default"
+                continue
+            default = pydantic["properties"][field].get("default")
+            assert ours.get("default") == default, path
+            for bound in ("maxLength", "minLength"):
+                assert ours.get(bound) == theirs.get(bound), f"{path} {bound}"
+            if "format" in theirs or ours.get("format") == "date-time":
+                assert ours.get("format") == theirs.get("format"), f"{path} format"
+            if "exclusiveMinimum" in theirs:  # JSON Schema 2020 number vs OpenAPI 3.0 flag
+                assert (ours["minimum"], ours["exclusiveMinimum"]) == (theirs["exclusiveMinimum"], True)
+            else:
+                assert ours.get("minimum") == theirs.get("minimum"), f"{path} minimum"
+                assert "exclusiveMinimum" not in ours, path
+
+    compare(SPEC_SCHEMA, model, "spec")
+
+
+def test_defaults_the_api_server_fills_in_are_the_models_defaults() -> None:
+    given = {"sku": "TV-55-OLED", "stock": 10, "worker": {"replicas": 3}}
+    assert with_defaults(given) == SaleSpec.model_validate(given).as_document()
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+def test_examples_are_valid_sales(path: Any) -> None:
+    documents = [d for d in yaml.safe_load_all(path.read_text()) if d]
+    assert documents
+    for document in documents:
+        assert document["apiVersion"] == "flashsale.dev/v1alpha1"
+        assert document["kind"] == "FlashSale"
+        assert errors(document) == []
+        SaleSpec.model_validate(document["spec"])
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ({"sku": "TV"}, "'stock' is a required property"),
+        ({"sku": "TV", "stock": -1}, "less than the minimum of 0"),
+        ({"sku": "TV", "stock": 10, "perUserLimt": 1}, "'perUserLimt' was unexpected"),
+        ({"sku": "TV", "stock": 10, "startsAt": "tomorrow 9am"}, "is not a 'date-time'"),
+        ({"sku": "TV", "stock": 10, "endsAt": "2026-11-27T10:00:00"}, "is not a 'date-time'"),
+        ({"sku": "", "stock": 10}, "should be non-empty"),
+        ({"sku": "TV", "stock": 2.5}, "is not of type 'integer'"),
+        ({"sku": "TV", "stock": 10, "perUserLimit": 0}, "less than the minimum of 1"),
+        ({"sku": "TV", "stock": 10, "paymentTimeoutSeconds": 0}, "less than the minimum of 1"),
+        ({"sku": "TV", "stock": 10, "rateLimit": {"burst": 0}}, "less than the minimum of 1"),
+        ({"sku": "TV", "stock": 10, "worker": {"ordersPerSecond": 0}}, "less than or equal to the minimum"),
+        ({"sku": "TV", "stock": 10, "api": {"replicas": -1}}, "less than the minimum of 0"),
+        ({"sku": "TV", "stock": 10, "paused": "maybe"}, "is not of type 'boolean'"),
+    ],
+)
+def test_broken_specs_are_refused_by_the_crd_and_the_model(spec: dict[str, Any], message: str) -> None:
+    found = errors(sale(**spec))
+    assert any(message in e for e in found), found
+    with pytest.raises(ValidationError):
+        SaleSpec.model_validate(spec)
+
+
+def test_a_sale_without_spec_is_refused() -> None:
+    document = sale()
+    del document["spec"]
+    assert "'spec' is a required property" in errors(document)
+
+
+def test_window_order_is_checked_by_a_validation_rule() -> None:
+    rules = SPEC_SCHEMA["x-kubernetes-validations"]
+    assert rules == [
+        {
+            "rule": "!has(self.startsAt) || !has(self.endsAt) || self.endsAt > self.startsAt",
+            "message": "endsAt must be after startsAt",
+        }
+    ]
+    with pytest.raises(ValidationError, match="endsAt must be after startsAt"):
+        SaleSpec.model_validate(
+            {"sku": "TV", "stock": 1, "startsAt": "2026-11-27T10:00:00Z", "endsAt": "2026-11-27T09:00:00Z"}
+        )
+
+
+def test_status_schema_takes_what_the_operator_writes() -> None:
+    document = sale(sku="TV", stock=10)
+    document["status"] = {
+        "phase": "Active",
+        "message": "selling",
+        "observedGeneration": 2,
+        "stock": {"total": 10, "remaining": 7, "reserved": 1, "pendingPayment": 1, "paid": 1, "expired": 0},
+        "conditions": [
+            {
+                "type": "StockLoaded",
+                "status": "True",
+                "reason": "Loaded",
+                "message": "10 units in Redis",
+                "lastTransitionTime": "2026-11-27T09:00:00Z",
+                "observedGeneration": 2,
+            },
+            {"type": "Ready", "status": "False", "reason": "RedisUnreachable", "message": "timeout"},
+        ],
+    }
+    assert errors(document) == []
+    for phase in ("Scheduled", "Active", "SoldOut", "Ended", "Paused", "Invalid"):
+        document["status"]["phase"] = phase
+        assert errors(document) == []
+    document["status"]["phase"] = "Running"
+    assert any("'Running' is not one of" in e for e in errors(document))
+    document["status"]["phase"] = "Active"
+    document["status"]["conditions"][0]["status"] = "yes"
+    assert any("'yes' is not one of" in e for e in errors(document))
+    document["status"]["conditions"][0]["status"] = "True"
+    document["status"]["stock"]["remaining"] = "7"
+    assert any("is not of type 'integer'" in e for e in errors(document))
+    # No preserve-unknown-fields anywhere: kopf keeps its bookkeeping in annotations.
+    assert "x-kubernetes-preserve-unknown-fields" not in SOURCE.read_text()
