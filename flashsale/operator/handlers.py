@@ -110,7 +110,7 @@ def register(registry: kopf.OperatorRegistry, op: OperatorContext) -> None:
 
     resource = (GROUP, VERSION, PLURAL)
 
-    @kopf.on.create(*resource, registry=registry, backoff=RETRY_SECONDS)
+    @kopf.on.create(*resource, id="load-on-create", registry=registry, backoff=RETRY_SECONDS)
     async def sale_created(
         body: kopf.Body,
         name: str,
@@ -123,7 +123,9 @@ def register(registry: kopf.OperatorRegistry, op: OperatorContext) -> None:
     ) -> None:
         await load(body, name, meta, spec, status, patch, logger)
 
-    @kopf.on.update(*resource, field="spec", registry=registry, backoff=RETRY_SECONDS)
+    @kopf.on.update(
+        *resource, field="spec", id="load-on-update", registry=registry, backoff=RETRY_SECONDS
+    )
     async def sale_updated(
         body: kopf.Body,
         name: str,
@@ -136,7 +138,7 @@ def register(registry: kopf.OperatorRegistry, op: OperatorContext) -> None:
     ) -> None:
         await load(body, name, meta, spec, status, patch, logger)
 
-    @kopf.on.resume(*resource, registry=registry, backoff=RETRY_SECONDS)
+    @kopf.on.resume(*resource, id="load-on-resume", registry=registry, backoff=RETRY_SECONDS)
     async def sale_resumed(
         body: kopf.Body,
         name: str,
@@ -152,6 +154,7 @@ def register(registry: kopf.OperatorRegistry, op: OperatorContext) -> None:
 
     @kopf.timer(
         *resource,
+        id="refresh",
         interval=op.settings.refresh_seconds,
         registry=registry,
         when=lambda meta, **_: not meta.get("deletionTimestamp"),
@@ -180,7 +183,7 @@ def register(registry: kopf.OperatorRegistry, op: OperatorContext) -> None:
         op.metrics.record_outbox(name, int(outbox))
         publish(body, name, sale, observed, status, patch)
 
-    @kopf.on.delete(*resource, registry=registry, backoff=RETRY_SECONDS)
+    @kopf.on.delete(*resource, id="cleanup", registry=registry, backoff=RETRY_SECONDS)
     async def sale_deleted(name: str, logger: kopf.Logger, **_: Any) -> None:
         try:
             closed = await asyncio.to_thread(op.teardown.close, name)

@@ -25,7 +25,7 @@ FINALIZER = "flashsale.dev/cleanup"
 def configure(kopf_settings: kopf.OperatorSettings, settings: OperatorSettings) -> None:
     """kopf settings, applied in the startup handler."""
     # A watch that hangs silently is cut and re-opened; requests never wait for ever.
-    kopf_settings.watching.server_timeout = settings.watch_timeout_seconds
+    kopf_settings.watching.server_timeout = int(settings.watch_timeout_seconds)  # integer in URLs
     kopf_settings.watching.client_timeout = settings.watch_timeout_seconds + 10
     kopf_settings.watching.connect_timeout = 10
     kopf_settings.networking.request_timeout = settings.request_timeout_seconds

@@ -54,9 +54,11 @@ class Scaler:
                 pass
             self.op.rescale.clear()
 
-    async def reconcile(self) -> Replicas:
+    async def reconcile(self) -> Replicas | None:
         op = self.op
         settings = op.settings
+        if op.kube.info is None:
+            return None  # kopf has not logged in yet; the next round will do
         specs = live_specs(await op.kube.list_sales(op.watch_namespace))
         now = datetime.now(UTC)
         lead = timedelta(seconds=settings.lead_seconds)
@@ -91,7 +93,13 @@ class Scaler:
         try:
             backlog = await asyncio.to_thread(self.op.broker.llen, self.op.common.queue)
             self.op.metrics.backlog.set(int(backlog))
-            if self.pace is not None:
-                await asyncio.to_thread(self.pace.apply, per_worker)
         except BACKEND_ERRORS as exc:
             log.warning("broker unreachable: %s", exc)
+            return
+        if self.pace is None:
+            return
+        try:
+            await asyncio.to_thread(self.pace.apply, per_worker)
+        except Exception as exc:  # noqa: BLE001 - kombu's errors vary by transport
+            # The pace is an optimisation: workers keep their configured rate meanwhile.
+            log.warning("could not broadcast the worker pace: %s", exc)
