@@ -170,6 +170,9 @@ class Operator:
         self.liveness_port, self.metrics_port = free_port(), free_port()
         env = {
             **self.platform.env,
+            # Control messages (the workers' pace) go to the broker's database: a database of
+            # their own keeps them away from the session's shared Celery worker.
+            "FLASHSALE_BROKER_URL": operator_broker(self.platform),
             "KUBECONFIG": str(self.cluster.kubeconfig),
             "FLASHSALE_OPERATOR_REFRESH_SECONDS": str(REFRESH),
             "FLASHSALE_OPERATOR_LEAD_SECONDS": "1",
@@ -227,6 +230,10 @@ class Operator:
     async def metrics(self) -> str:
         async with httpx.AsyncClient(timeout=5) as client:
             return (await client.get(f"http://127.0.0.1:{self.metrics_port}/metrics")).text
+
+
+def operator_broker(platform: Platform) -> str:
+    return platform.redis_url.rsplit("/", 1)[0] + "/1"
 
 
 def deployment(name: str, namespace: str, replicas: int) -> dict[str, Any]:
