@@ -51,3 +51,27 @@ def test_sale_apply_refuses_a_bad_spec_and_applies_nothing(
     assert out.returncode != 0
     assert "cli-bad" in out.stderr and "stock" in out.stderr
     assert platform.stock.client.exists("fs:{cli-good}:meta") == 0
+
+
+def test_sale_list_and_status_tables(platform: Platform) -> None:
+    name = platform.sale(stock=4, sku="TABLE-1")
+    listing = run(platform, "sale", "list")
+    assert listing.returncode == 0, listing.stderr
+    header, *rows = listing.stdout.splitlines()
+    assert header.split() == [
+        "NAME", "SKU", "PHASE", "TOTAL", "REMAINING", "RESERVED", "PENDING", "PAID",
+    ]  # fmt: skip
+    assert [name, "TABLE-1", "Active", "4", "4", "0", "0", "0"] in [r.split() for r in rows]
+    status = run(platform, "sale", "status", name)
+    assert "Phase:   Active" in status.stdout and "remaining         4" in status.stdout
+    missing = run(platform, "sale", "status", "no-such-sale")
+    assert missing.returncode == 1 and "no sale named 'no-such-sale'" in missing.stderr
+
+
+def test_sale_apply_names_the_bad_field(platform: Platform, workdir: Path) -> None:
+    path = workdir / "unknown-field.yaml"
+    path.write_text("metadata: {name: cli-typo}\nspec: {sku: A, stock: 1, stok: 2}\n")
+    out = run(platform, "sale", "apply", "-f", str(path))
+    assert out.returncode == 1
+    assert "spec.stok: Extra inputs are not permitted (unknown field)" in out.stderr
+    assert platform.stock.client.exists("fs:{cli-typo}:meta") == 0

@@ -137,8 +137,8 @@ async def _drive(
             )
             await _until(
                 timeline,
-                lambda s: s.expired >= unpaid and s.remaining >= unpaid,
-                lambda s: bar.update(reap, completed=min(s.remaining, unpaid)),
+                lambda s: s.expired >= unpaid and s.returned >= unpaid,
+                lambda s: bar.update(reap, completed=min(s.returned, unpaid)),
             )
             marks["second wave"] = crowd.log.now()
             second = [

@@ -23,6 +23,7 @@ class Sample:
     orders: int  # order rows in SQL, any status
     paid: int
     expired: int
+    returned: int  # expired orders whose units are back in stock
 
 
 @dataclass
@@ -52,7 +53,8 @@ async def sample_once(
     async with client.pipeline(transaction=True) as pipe:  # one consistent Redis read
         pipe.get(keys.stock)
         pipe.hmget(keys.meta, "inflight", "live")
-        remaining, (inflight, live) = await pipe.execute()
+        pipe.scard(keys.restored)
+        remaining, (inflight, live), returned = await pipe.execute()
     counts = await asyncio.to_thread(order_counts, sessions, timeline.sale)
     sample = Sample(
         at=time.monotonic() - timeline.started,
@@ -62,6 +64,7 @@ async def sample_once(
         orders=sum(counts.values()),
         paid=counts.get("paid", 0),
         expired=counts.get("expired", 0),
+        returned=int(returned),
     )
     timeline.samples.append(sample)
     return sample

@@ -1,0 +1,181 @@
+"""`flashsale up` as a user runs it: empty data folder, commands beside it, Ctrl-C, restart."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from flashsale.embedded import free_port
+from tests.conftest import FLASHSALE, wait_for
+
+SALE_YAML = """\
+apiVersion: flashsale.dev/v1alpha1
+kind: FlashSale
+metadata: {name: local-drop}
+spec: {sku: LOCAL-1, stock: 5, paymentTimeoutSeconds: 600}
+"""
+
+
+@pytest.fixture
+def data_dir() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="flashsale-up-"))
+    yield path / "data"
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def local_env(data_dir: Path) -> dict[str, str]:
+    """Nothing configured but the data folder, as on a newcomer's machine."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLASHSALE_")}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    return env | {"FLASHSALE_DATA_DIR": str(data_dir)}
+
+
+def descendants(pid: int) -> set[int]:
+    """Every live process below `pid`."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(entry.name))
+    found: set[int] = set()
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+class Up:
+    def __init__(self, data_dir: Path, log: Path) -> None:
+        self.port = free_port()
+        self.env = local_env(data_dir)
+        self.log = log
+        with open(log, "ab") as out:
+            self.proc = subprocess.Popen(
+                [FLASHSALE, "up", "--port", str(self.port), "--api-workers", "1"],
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self.base = f"http://127.0.0.1:{self.port}"
+
+    def ready(self) -> bool:
+        assert self.proc.poll() is None, self.log.read_text()
+        try:
+            return httpx.get(self.base + "/readyz", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def cli(self, *args: str) -> str:
+        out = subprocess.run(
+            [FLASHSALE, *args], env=self.env, capture_output=True, text=True, timeout=60
+        )
+        assert out.returncode == 0, out.stderr
+        return out.stdout
+
+    def interrupt(self) -> set[int]:
+        """Ctrl-C; returns the processes that ran under `up` just before."""
+        pids = descendants(self.proc.pid) | {self.proc.pid}
+        self.proc.send_signal(signal.SIGINT)
+        assert self.proc.wait(60) == 0, self.log.read_text()
+        return pids
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+
+def test_up_serves_then_stops_everything_and_keeps_the_data(data_dir: Path) -> None:
+    log = data_dir.parent / "up.log"
+    first = Up(data_dir, log)
+    try:
+        wait_for(first.ready, timeout=120, every=0.3)
+        assert (data_dir / "servers.json").exists()
+        # Other commands find the running platform through the data folder alone.
+        sale_file = data_dir.parent / "sale.yaml"
+        sale_file.write_text(SALE_YAML)
+        assert "applied" in first.cli("sale", "apply", "-f", str(sale_file))
+        token = first.cli("token", "alice").strip()
+        answer = httpx.post(
+            f"{first.base}/v1/sales/local-drop/reservations",
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=10,
+        )
+        assert answer.status_code == 202, answer.text + log.read_text()[-3000:]
+        order_id = answer.json()["order_id"]
+        wait_for(lambda: "LOCAL-1" in first.cli("sale", "list") and _pending(first) == 1)
+        pids = first.interrupt()
+    finally:
+        first.kill()
+    assert len(pids) >= 6  # up, redis, postgres and its helpers, api, worker, reaper, sweeper
+    assert not [pid for pid in pids if running(pid)]
+    assert not (data_dir / "servers.json").exists()
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(first.base + "/healthz", timeout=2)
+
+    second = Up(data_dir, log)
+    try:
+        wait_for(second.ready, timeout=120, every=0.3)
+        listing = second.cli("sale", "list")
+        row = next(line.split() for line in listing.splitlines() if line.startswith("local-drop"))
+        assert row[3:6] == ["5", "4", "0"]  # total, remaining, reserved: stock survived
+        order = httpx.get(
+            f"{second.base}/v1/orders/{order_id}",
+            headers={"Authorization": f"Bearer {second.cli('token', 'alice').strip()}"},
+            timeout=10,
+        )
+        assert order.status_code == 200 and order.json()["status"] == "pending_payment"
+        second.interrupt()
+    finally:
+        second.kill()
+
+
+def _pending(up: Up) -> int:
+    status = up.cli("sale", "status", "local-drop", "-o", "json")
+    return int(json.loads(status)["stock"]["pending_payment"])
+
+
+def test_a_second_up_on_the_same_folder_is_refused(data_dir: Path) -> None:
+    log = data_dir.parent / "up.log"
+    first = Up(data_dir, log)
+    try:
+        wait_for(first.ready, timeout=120, every=0.3)
+        clash = subprocess.run(
+            [FLASHSALE, "up", "--port", str(free_port())],
+            env=first.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert clash.returncode != 0
+        assert "already runs" in clash.stderr
+        assert first.ready()  # the first one is untouched
+        assert (data_dir / "servers.json").exists()
+        first.interrupt()
+    finally:
+        first.kill()
