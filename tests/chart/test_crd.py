@@ -93,7 +93,7 @@ def resolve(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
     if "$ref" in node:
         return defs[node["$ref"].split("/")[-1]]  # type: ignore[no-any-return]
     if "anyOf" in node:  # Optional[...]: the non-null branch
-        return next(n for n in node["anyOf"] if n.get("type") != "null")  # type: ignore[no-any-return]
+        return next(n for n in node["anyOf"] if n.get("type") != "null")
     return node
 
 
@@ -150,7 +150,9 @@ def test_spec_fields_match_the_sale_model() -> None:
             assert ours["type"] == theirs["type"], path
             if ours["type"] == "object":
                 compare(ours, theirs, path)
-                assert ours["default"] == {}, f"{path}: nested defaults apply only under a {{}} default"
+                assert ours["default"] == {}, (
+                    f"{path}: nested defaults apply only under a {{}} default"
+                )
                 continue
             default = pydantic["properties"][field].get("default")
             assert ours.get("default") == default, path
@@ -159,7 +161,10 @@ def test_spec_fields_match_the_sale_model() -> None:
             if "format" in theirs or ours.get("format") == "date-time":
                 assert ours.get("format") == theirs.get("format"), f"{path} format"
             if "exclusiveMinimum" in theirs:  # JSON Schema 2020 number vs OpenAPI 3.0 flag
-                assert (ours["minimum"], ours["exclusiveMinimum"]) == (theirs["exclusiveMinimum"], True)
+                assert (ours["minimum"], ours["exclusiveMinimum"]) == (
+                    theirs["exclusiveMinimum"],
+                    True,
+                )
             else:
                 assert ours.get("minimum") == theirs.get("minimum"), f"{path} minimum"
                 assert "exclusiveMinimum" not in ours, path
@@ -196,12 +201,17 @@ def test_examples_are_valid_sales(path: Any) -> None:
         ({"sku": "TV", "stock": 10, "perUserLimit": 0}, "less than the minimum of 1"),
         ({"sku": "TV", "stock": 10, "paymentTimeoutSeconds": 0}, "less than the minimum of 1"),
         ({"sku": "TV", "stock": 10, "rateLimit": {"burst": 0}}, "less than the minimum of 1"),
-        ({"sku": "TV", "stock": 10, "worker": {"ordersPerSecond": 0}}, "less than or equal to the minimum"),
+        (
+            {"sku": "TV", "stock": 10, "worker": {"ordersPerSecond": 0}},
+            "less than or equal to the minimum",
+        ),
         ({"sku": "TV", "stock": 10, "api": {"replicas": -1}}, "less than the minimum of 0"),
         ({"sku": "TV", "stock": 10, "paused": "maybe"}, "is not of type 'boolean'"),
     ],
 )
-def test_broken_specs_are_refused_by_the_crd_and_the_model(spec: dict[str, Any], message: str) -> None:
+def test_broken_specs_are_refused_by_the_crd_and_the_model(
+    spec: dict[str, Any], message: str
+) -> None:
     found = errors(sale(**spec))
     assert any(message in e for e in found), found
     with pytest.raises(ValidationError):
@@ -224,7 +234,12 @@ def test_window_order_is_checked_by_a_validation_rule() -> None:
     ]
     with pytest.raises(ValidationError, match="endsAt must be after startsAt"):
         SaleSpec.model_validate(
-            {"sku": "TV", "stock": 1, "startsAt": "2026-11-27T10:00:00Z", "endsAt": "2026-11-27T09:00:00Z"}
+            {
+                "sku": "TV",
+                "stock": 1,
+                "startsAt": "2026-11-27T10:00:00Z",
+                "endsAt": "2026-11-27T09:00:00Z",
+            }
         )
 
 
@@ -234,7 +249,14 @@ def test_status_schema_takes_what_the_operator_writes() -> None:
         "phase": "Active",
         "message": "selling",
         "observedGeneration": 2,
-        "stock": {"total": 10, "remaining": 7, "reserved": 1, "pendingPayment": 1, "paid": 1, "expired": 0},
+        "stock": {
+            "total": 10,
+            "remaining": 7,
+            "reserved": 1,
+            "pendingPayment": 1,
+            "paid": 1,
+            "expired": 0,
+        },
         "conditions": [
             {
                 "type": "StockLoaded",
@@ -244,7 +266,12 @@ def test_status_schema_takes_what_the_operator_writes() -> None:
                 "lastTransitionTime": "2026-11-27T09:00:00Z",
                 "observedGeneration": 2,
             },
-            {"type": "Ready", "status": "False", "reason": "RedisUnreachable", "message": "timeout"},
+            {
+                "type": "Ready",
+                "status": "False",
+                "reason": "RedisUnreachable",
+                "message": "timeout",
+            },
         ],
     }
     assert errors(document) == []

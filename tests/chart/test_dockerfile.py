@@ -65,11 +65,17 @@ def test_copied_sources_exist_and_are_not_ignored() -> None:
     for source in sources:
         assert (ROOT / source).exists(), source
         assert not ignored(source, patterns), f"{source} is excluded by .dockerignore"
-    for needed in ("flashsale/lua/reserve.lua", "flashsale/db/migrations/env.py", "flashsale/cli.py"):
+    for needed in (
+        "flashsale/lua/reserve.lua",
+        "flashsale/db/migrations/env.py",
+        "flashsale/cli.py",
+    ):
         assert not ignored(needed, patterns), needed
 
 
-@pytest.mark.parametrize("path", [".venv/bin/python", ".git/HEAD", "tests/conftest.py", ".flashsale/x"])
+@pytest.mark.parametrize(
+    "path", [".venv/bin/python", ".git/HEAD", "tests/conftest.py", ".flashsale/x"]
+)
 def test_dockerignore_keeps_local_state_out(path: str) -> None:
     assert ignored(path, dockerignore())
 

@@ -30,9 +30,13 @@ def docker_answers() -> bool:
 @pytest.mark.timeout(1800)
 def test_kind_end_to_end(k8s_bin: Path) -> None:
     if os.environ.get(OPT_IN) != "1":
-        pytest.skip(f"set {OPT_IN}=1 to run the kind end-to-end (builds the image, creates a cluster)")
+        pytest.skip(
+            f"set {OPT_IN}=1 to run the kind end-to-end (builds the image, creates a cluster)"
+        )
     if not docker_answers():
-        pytest.skip("no Docker engine answers (`docker info` failed); the kind end-to-end needs one")
+        pytest.skip(
+            "no Docker engine answers (`docker info` failed); the kind end-to-end needs one"
+        )
     if shutil.which("kind") is None:
         pytest.skip("kind is not on PATH; the kind end-to-end needs it")
     env = {**os.environ, "FLASHSALE_K8S_BIN": str(k8s_bin)}

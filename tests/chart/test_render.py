@@ -12,7 +12,11 @@ from tests.chart.conftest import CHART, NAMESPACE, RELEASE, Render, Rendered, en
 SECRET = f"{RELEASE}-flashsale"
 WORKLOAD_KINDS = {"Deployment", "StatefulSet", "Job", "CronJob", "Pod"}
 OPERATOR_RULES = [
-    {"apiGroups": ["flashsale.dev"], "resources": ["flashsales"], "verbs": ["get", "list", "watch", "patch"]},
+    {
+        "apiGroups": ["flashsale.dev"],
+        "resources": ["flashsales"],
+        "verbs": ["get", "list", "watch", "patch"],
+    },
     {"apiGroups": ["flashsale.dev"], "resources": ["flashsales/status"], "verbs": ["get", "patch"]},
     {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]},
     {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
@@ -22,7 +26,7 @@ OPERATOR_RULES = [
         "resourceNames": [name("api"), name("worker")],
         "verbs": ["get", "patch"],
     },
-]  # fmt: skip
+]
 
 
 def workloads(rendered: Rendered) -> list[dict[str, Any]]:
@@ -65,7 +69,9 @@ def test_default_values_render_the_whole_platform(default: Rendered) -> None:
     assert not default.all("CustomResourceDefinition")
 
 
-@pytest.mark.parametrize("values", [(), *[(p.name,) for p in sorted((CHART / "ci").glob("*.yaml"))]])
+@pytest.mark.parametrize(
+    "values", [(), *[(p.name,) for p in sorted((CHART / "ci").glob("*.yaml"))]]
+)
 def test_every_pod_is_locked_down(render: Render, values: tuple[str, ...]) -> None:
     rendered = render(*values)
     assert workloads(rendered)
@@ -83,7 +89,9 @@ def test_every_pod_is_locked_down(render: Render, values: tuple[str, ...]) -> No
             assert ctx["capabilities"]["drop"] == ["ALL"], where
             assert box["resources"]["requests"]["cpu"], where
             assert box["resources"]["requests"]["memory"], where
-            mounts_tmp |= {m["name"] for m in box.get("volumeMounts", []) if m["mountPath"] == "/tmp"}
+            mounts_tmp |= {
+                m["name"] for m in box.get("volumeMounts", []) if m["mountPath"] == "/tmp"
+            }
         if obj["kind"] != "Pod":  # the test pod only reads one URL
             assert mounts_tmp == {"tmp"}, f"{where} has no writable /tmp"
             volumes = {v["name"]: v for v in spec["volumes"]}
@@ -183,8 +191,12 @@ def test_operator_role_allows_exactly_what_the_operator_calls(default: Rendered)
     assert account["automountServiceAccountToken"] is False  # only the operator pod mounts it
 
 
-@pytest.mark.parametrize(("component", "args"), [("reaper", ["reap"]), ("sweeper", ["sweep", "--older-than", "30"])])
-def test_cronjobs_run_one_command_at_a_time(default: Rendered, component: str, args: list[str]) -> None:
+@pytest.mark.parametrize(
+    ("component", "args"), [("reaper", ["reap"]), ("sweeper", ["sweep", "--older-than", "30"])]
+)
+def test_cronjobs_run_one_command_at_a_time(
+    default: Rendered, component: str, args: list[str]
+) -> None:
     cron = default.get("CronJob", name(component))
     assert cron["spec"]["schedule"] == "* * * * *"
     assert cron["spec"]["concurrencyPolicy"] == "Forbid"
@@ -212,7 +224,13 @@ def test_secret_is_created_first_and_holds_generated_keys(default: Rendered) -> 
         default.get("Job", name("migrate"))["metadata"]["annotations"]["helm.sh/hook-weight"]
     )
     data = secret["stringData"]
-    assert set(data) == {"jwt-secret", "redis-password", "redis-url", "postgres-password", "database-url"}
+    assert set(data) == {
+        "jwt-secret",
+        "redis-password",
+        "redis-url",
+        "postgres-password",
+        "database-url",
+    }
     assert len(data["jwt-secret"]) >= 32
     assert data["redis-url"] == f"redis://:{data['redis-password']}@{name('redis')}:6379/0"
     assert data["database-url"] == (
@@ -245,7 +263,9 @@ def test_bundled_postgresql_runs_as_postgres_with_a_volume(default: Rendered) ->
     assert box["readinessProbe"]["exec"]["command"][0] == "pg_isready"
     mounts = {m["mountPath"] for m in box["volumeMounts"]}
     assert mounts == {"/var/lib/postgresql/data", "/var/run/postgresql", "/tmp"}
-    assert pg["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"] == "5Gi"
+    assert (
+        pg["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"] == "5Gi"
+    )
 
 
 def test_helm_test_pod_calls_readyz_through_the_service(default: Rendered) -> None:
@@ -288,7 +308,10 @@ def test_ingress_carries_the_nginx_rate_limit(render: Render) -> None:
     assert spec["tls"] == [{"hosts": ["shop.example.com"], "secretName": "shop-example-com-tls"}]
     rule = spec["rules"][0]
     assert rule["host"] == "shop.example.com"
-    assert rule["http"]["paths"][0]["backend"]["service"] == {"name": name("api"), "port": {"name": "http"}}
+    assert rule["http"]["paths"][0]["backend"]["service"] == {
+        "name": name("api"),
+        "port": {"name": "http"},
+    }
 
 
 def test_existing_jwt_secret_is_used_and_none_generated(render: Render) -> None:
@@ -303,7 +326,11 @@ def test_existing_jwt_secret_is_used_and_none_generated(render: Render) -> None:
 def test_hpa_owns_the_api_replicas(render: Render) -> None:
     rendered = render("hpa-values.yaml")
     hpa = rendered.get("HorizontalPodAutoscaler", name("api"))
-    assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": name("api")}
+    assert hpa["spec"]["scaleTargetRef"] == {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "name": name("api"),
+    }
     assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (3, 12)
     assert hpa["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"] == 60
     api = rendered.get("Deployment", name("api"))
@@ -322,7 +349,9 @@ def test_service_monitors_and_dashboard(render: Render) -> None:
     assert monitors[name("operator")]["spec"]["endpoints"][0]["port"] == "metrics"
     assert monitors[name("api")]["metadata"]["labels"]["release"] == "prometheus"
     selector = monitors[name("operator")]["spec"]["selector"]["matchLabels"]
-    assert selector.items() <= rendered.get("Service", name("operator"))["metadata"]["labels"].items()
+    assert (
+        selector.items() <= rendered.get("Service", name("operator"))["metadata"]["labels"].items()
+    )
 
     config = rendered.get("ConfigMap", name("dashboard"))
     assert config["metadata"]["labels"]["grafana_dashboard"] == "1"

@@ -1,4 +1,4 @@
-"""Every rendered manifest is valid Kubernetes, checked offline with kubernetes-validate --strict."""
+"""Every rendered manifest is valid Kubernetes: kubernetes-validate --strict, offline."""
 
 from __future__ import annotations
 
@@ -20,7 +20,9 @@ VALUES = [(), *[(p.name,) for p in sorted((CHART / "ci").glob("*.yaml"))]]
 
 @pytest.mark.parametrize("version", VERSIONS)
 @pytest.mark.parametrize("values", VALUES, ids=lambda v: v[0] if v else "default")
-def test_rendered_manifests_are_valid(render: Render, values: tuple[str, ...], version: str) -> None:
+def test_rendered_manifests_are_valid(
+    render: Render, values: tuple[str, ...], version: str
+) -> None:
     validated = 0
     for obj in render(*values).objects:
         if obj["kind"] in FOREIGN_KINDS.get(obj["apiVersion"], set()):
