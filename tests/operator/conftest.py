@@ -69,6 +69,7 @@ def declare_resources(emulator: ClusterEmulator) -> None:
         subresources=set(crd_version().get("subresources", {})),
         verbs={"get", "list", "watch", "create", "patch", "update", "delete"},
     )
+    emulator.printer_columns[FLASHSALES] = crd_version().get("additionalPrinterColumns", [])
     emulator.resources[EVENTS] = kmock.ResourceInfo(
         kind="Event", singular="event", namespaced=True, verbs={"create", "patch", "list"}
     )

@@ -1,7 +1,9 @@
 """KMock's Kubernetes emulator with the bookkeeping a real API server does and kopf relies on:
 resourceVersion, uid, creationTimestamp and generation stamped on every write, names from
 generateName, the status subresource, JSON patches with a failing `test` answered 422, and
-watches that resume from the resourceVersion they ask for (410 Gone when it is too old)."""
+watches that resume from the resourceVersion they ask for (410 Gone when it is too old).
+Lists asked for `as=Table` (what `kubectl get` asks for) are printed with the CRD's
+additionalPrinterColumns, as the API server does."""
 
 from __future__ import annotations
 
@@ -34,6 +36,62 @@ def merge_patch(target: Any, patch: Any) -> Any:
     return result
 
 
+def json_path(body: Any, path: str) -> Any:
+    """The simple `.a.b.c` JSONPath of printer columns."""
+    for part in path.strip(".").split("."):
+        body = body.get(part) if isinstance(body, dict) else None
+    return body
+
+
+def human_age(stamp: str | None, now: datetime.datetime) -> str:
+    """Ages as the API server prints them for `date` columns: 95s, 3m20s, 12m, 5h3m, 2d."""
+    if not stamp:
+        return "<unknown>"
+    moment = datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    seconds = max(0, int((now - moment).total_seconds()))
+    minutes, hours = seconds // 60, seconds // 3600
+    if seconds < 120:
+        return f"{seconds}s"
+    if minutes < 10:
+        return f"{minutes}m{seconds % 60}s" if seconds % 60 else f"{minutes}m"
+    if minutes < 180:
+        return f"{minutes}m"
+    if hours < 8:
+        return f"{hours}h{minutes % 60}m" if minutes % 60 else f"{hours}h"
+    if hours < 48:
+        return f"{hours}h"
+    if hours < 192:
+        return f"{hours // 24}d{hours % 24}h" if hours % 24 else f"{hours // 24}d"
+    return f"{hours // 24}d"
+
+
+def printed_table(
+    columns: list[dict[str, Any]], items: list[dict[str, Any]], version: str
+) -> dict[str, Any]:
+    """A meta.k8s.io/v1 Table: Name, then the printer columns; dates as ages."""
+    now = datetime.datetime.now(datetime.UTC)
+    definitions = [{"name": "Name", "type": "string", "format": "name", "priority": 0}]
+    definitions += [
+        {"name": c["name"], "type": c["type"], "format": "", "priority": c.get("priority", 0)}
+        for c in columns
+    ]
+    rows = []
+    for item in items:
+        cells: list[Any] = [item["metadata"]["name"]]
+        for column in columns:
+            value = json_path(item, column["jsonPath"])
+            cells.append(human_age(value, now) if column["type"] == "date" and value else value)
+        partial = {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1"}
+        rows.append({"cells": cells, "object": {**partial, "metadata": item["metadata"]}})
+    return {
+        "kind": "Table",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": {"resourceVersion": version},
+        "columnDefinitions": definitions,
+        "rows": rows,
+    }
+
+
 def now_text() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -44,6 +102,10 @@ class ClusterEmulator(kmock.KubernetesEmulator):
     # (resourceVersion, resource, event) of every change, for watches that resume.
     _journal: list[tuple[int, kmock.resource, dict[str, Any]]] = attrs.field(
         factory=list, init=False
+    )
+    # additionalPrinterColumns of a CRD version, by resource.
+    printer_columns: dict[kmock.resource, list[dict[str, Any]]] = attrs.field(
+        factory=dict, init=False
     )
 
     # -- writes ------------------------------------------------------------------------
@@ -184,6 +246,9 @@ class ClusterEmulator(kmock.KubernetesEmulator):
         async with self._lock:
             items = self._current(request)
             version = str(self._revision)
+        if "as=Table" in request.headers.get("Accept", ""):
+            columns = self.printer_columns.get(request.resource, [])  # type: ignore[arg-type]
+            return printed_table(columns, items, version)
         return {"metadata": {"resourceVersion": version}, "items": items}
 
     async def _serve_watch(self, request: rendering.Request) -> AsyncIterator[Any]:
