@@ -12,11 +12,11 @@ from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session, sessionmaker
 
-from flashsale.db.models import Order, OrderStatus, Sale
+from flashsale.db.models import LIVE_STATUSES, Order, OrderStatus, Sale
 from flashsale.keys import SaleKeys
 from flashsale.phase import Phase, sale_phase
 from flashsale.spec import SaleSpec, epoch_ms, is_valid_sale_name
-from flashsale.stock import SaleLimits, Stock, StockLoadError
+from flashsale.stock import SaleLimits, SoldInSql, Stock, StockLoadError
 
 
 class InvalidSale(ValueError):
@@ -42,7 +42,9 @@ def apply_sale(sessions: sessionmaker[Session], stock: Stock, name: str, spec: S
 
     The SQL row is written first and committed only after Redis accepted the new stock,
     so a refused change leaves both as they were. Loading is idempotent, so applying the
-    same spec twice (or after a crash between the two) changes nothing."""
+    same spec twice (or after a crash between the two) changes nothing. When Redis has no
+    such sale although SQL does (the sale was deleted, or Redis lost its data), its stock
+    is rebuilt from the orders in SQL instead of starting full again."""
     if not is_valid_sale_name(name):
         raise InvalidSale(
             f"sale name {name!r} must be a lowercase DNS-1123 name (a-z, 0-9, '-', '.')"
@@ -72,10 +74,34 @@ def apply_sale(sessions: sessionmaker[Session], stock: Stock, name: str, spec: S
                 | {"updated_at": func.now()},
             )
         )
+        sold = SoldInSql()
+        if live is not None and not stock.client.exists(SaleKeys(name).meta):
+            sold = sold_in_sql(session, name, live)
         try:
-            return stock.load(name, limits_of(spec))
+            return stock.load(name, limits_of(spec), sold)
         except StockLoadError as exc:
             raise InvalidSale(str(exc)) from exc
+
+
+def sold_in_sql(session: Session, name: str, live_units: int) -> SoldInSql:
+    """A sale's sold units as SQL knows them: for a sale Redis lost or had deleted."""
+    held = session.execute(
+        select(Order.user_id, func.sum(Order.quantity))
+        .where(Order.sale == name, Order.status.in_(LIVE_STATUSES))
+        .group_by(Order.user_id)
+    ).all()
+    unreturned = session.scalars(
+        select(Order.id).where(
+            Order.sale == name,
+            Order.status == OrderStatus.EXPIRED,
+            Order.restored_at.is_(None),
+        )
+    ).all()
+    return SoldInSql(
+        live_units=live_units,
+        held=tuple((user, int(units)) for user, units in held),
+        unreturned_expired=tuple(str(order_id) for order_id in unreturned),
+    )
 
 
 @dataclass(frozen=True, slots=True)

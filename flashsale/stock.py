@@ -79,6 +79,15 @@ class StockLoadError(ValueError):
     """The new total would take away units that are already sold."""
 
 
+@dataclass(frozen=True, slots=True)
+class SoldInSql:
+    """What SQL knows is sold, for rebuilding a sale that Redis does not have."""
+
+    live_units: int = 0
+    held: tuple[tuple[str, int], ...] = ()  # (user, units in live orders)
+    unreturned_expired: tuple[str, ...] = ()  # expired order ids not yet returned
+
+
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
@@ -221,11 +230,12 @@ class Stock:
         )
         return ReserveResult.parse(self._reserve(keys=keys, args=args))
 
-    def load(self, sale: str, limits: SaleLimits) -> int:
-        """Create or update the sale; returns the units still for sale."""
+    def load(self, sale: str, limits: SaleLimits, sold: SoldInSql = SoldInSql()) -> int:
+        """Create or update the sale; returns the units still for sale. `sold` counts
+        only when Redis has no such sale yet."""
         k = SaleKeys(sale)
         raw = self._load(
-            keys=[k.meta, k.stock],
+            keys=[k.meta, k.stock, k.held, k.restored],
             args=[
                 limits.total,
                 limits.sku,
@@ -236,6 +246,10 @@ class Stock:
                 repr(float(limits.rate_per_second)),
                 limits.burst,
                 limits.payment_timeout_seconds,
+                sold.live_units,
+                len(sold.held),
+                *(part for pair in sold.held for part in pair),
+                *sold.unreturned_expired,
             ],
         )
         if _text(raw[0]) == "below_sold":

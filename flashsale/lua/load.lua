@@ -1,7 +1,9 @@
 -- load.lua: create a sale's stock once, or update its settings; never resets stock.
 --
--- KEYS[1]  fs:{sale}:meta   hash: total (units loaded so far) and the sale's settings
--- KEYS[2]  fs:{sale}:stock  integer: units still for sale
+-- KEYS[1]  fs:{sale}:meta      hash: total (units loaded so far) and the sale's settings
+-- KEYS[2]  fs:{sale}:stock     integer: units still for sale
+-- KEYS[3]  fs:{sale}:held      hash: user -> units held in live orders
+-- KEYS[4]  fs:{sale}:restored  set of order ids whose units were returned
 --
 -- ARGV[1]  total units (spec.stock)
 -- ARGV[2]  sku
@@ -12,21 +14,39 @@
 -- ARGV[7]  rate limit, requests per second per user (0 = off)
 -- ARGV[8]  rate limit burst
 -- ARGV[9]  payment timeout, seconds
+-- ARGV[10] units already in live orders in SQL (0 for a new sale)
+-- ARGV[11] n: how many (user, units) pairs follow, then n pairs: live orders per user,
+--          then the ids of expired orders whose units SQL has not yet seen returned
 --
 -- A higher total adds the difference to the stock, once: loading the same total again
 -- changes nothing. A lower total takes units away only while enough are unsold.
+-- ARGV[10] and beyond are used only when Redis has no such sale (a new sale, or one
+-- Redis lost): its state is then rebuilt from SQL, so units in live orders stay sold,
+-- users keep their per-user count, and expired orders already counted as unsold are
+-- marked returned (the reaper must not return them a second time).
 --
 -- Returns {"ok", total, remaining} or {"below_sold", loaded_total, remaining}.
 
-local meta_key, stock_key = KEYS[1], KEYS[2]
+local meta_key, stock_key, held_key, restored_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local total = tonumber(ARGV[1])
 
 local loaded = tonumber(redis.call("HGET", meta_key, "total"))
 local remaining = tonumber(redis.call("GET", stock_key) or "0")
 if not loaded then
-  redis.call("SET", stock_key, total)
-  redis.call("HSET", meta_key, "inflight", 0, "live", 0, "closed", 0)
-  remaining = total
+  local live = tonumber(ARGV[10] or "0")
+  if total < live then
+    return {"below_sold", live, 0}
+  end
+  remaining = total - live
+  redis.call("SET", stock_key, remaining)
+  redis.call("HSET", meta_key, "inflight", 0, "live", live, "closed", 0)
+  local pairs = tonumber(ARGV[11] or "0")
+  for i = 12, 11 + 2 * pairs, 2 do
+    redis.call("HSET", held_key, ARGV[i], ARGV[i + 1])
+  end
+  for i = 12 + 2 * pairs, #ARGV do
+    redis.call("SADD", restored_key, ARGV[i])
+  end
 else
   local delta = total - loaded
   if remaining + delta < 0 then

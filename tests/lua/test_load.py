@@ -11,7 +11,7 @@ import pytest
 from flashsale.db.models import Sale
 from flashsale.keys import SaleKeys
 from flashsale.sales import InvalidSale
-from flashsale.stock import Outcome, SaleLimits, StockLoadError
+from flashsale.stock import Outcome, SaleLimits, SoldInSql, StockLoadError
 from tests.conftest import Platform
 
 LIMITS = SaleLimits(
@@ -219,3 +219,25 @@ def test_window_and_rate_update_in_place(platform: Platform) -> None:
     )
     assert platform.stock.reserve(sale, "bob", 1, new_id()).outcome is Outcome.ENDED
     assert platform.remaining(sale) == 4
+
+
+def test_what_sql_sold_shapes_a_new_load_only(platform: Platform) -> None:
+    sale = new_sale()
+    sold = SoldInSql(live_units=4, held=(("ann", 3), ("bob", 1)), unreturned_expired=("e-1",))
+    assert platform.stock.load(sale, LIMITS, sold) == 6
+    keys = SaleKeys(sale)
+    client = platform.stock.client
+    assert meta(platform, sale)["live"] == "4" and meta(platform, sale)["inflight"] == "0"
+    assert client.hgetall(keys.held) == {b"ann": b"3", b"bob": b"1"}
+    assert client.smembers(keys.restored) == {b"e-1"}
+    # Loaded already: what SQL says is not applied a second time.
+    again = SoldInSql(live_units=9, held=(("cid", 5),), unreturned_expired=("e-2",))
+    assert platform.stock.load(sale, LIMITS, again) == 6
+    assert client.hget(keys.held, "cid") is None and client.scard(keys.restored) == 1
+
+
+def test_a_new_load_below_what_sql_sold_is_refused(platform: Platform) -> None:
+    sale = new_sale()
+    with pytest.raises(StockLoadError, match="12 units are already taken"):
+        platform.stock.load(sale, LIMITS, SoldInSql(live_units=12))
+    assert not platform.stock.client.exists(SaleKeys(sale).meta)
