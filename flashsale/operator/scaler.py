@@ -73,7 +73,8 @@ class Scaler:
             (settings.api_deployment, want.api),
             (settings.worker_deployment, want.worker),
         ):
-            await self._scale(namespace, name, replicas)
+            if name:  # empty: another owner scales it (the chart's API HPA)
+                await self._scale(namespace, name, replicas)
         await self._pace(worker_rate(specs, now, lead, want.worker))
         return want
 
