@@ -24,8 +24,6 @@ from flashsale.operator.status import (
 from flashsale.sales import InvalidSale, SaleStatus, apply_sale, sale_status
 from flashsale.spec import SaleSpec
 
-RETRY_SECONDS = 5.0  # Redis or PostgreSQL unreachable: try again this soon
-
 
 def spec_errors(exc: ValidationError) -> str:
     """One line per problem, named by the field as the user wrote it (camelCase)."""
@@ -53,6 +51,9 @@ def _announce_phase(body: kopf.Body, before: Any, after: str) -> None:
 
 def register(registry: kopf.OperatorRegistry, op: OperatorContext) -> None:
     """Attach the FlashSale handlers to `registry`, bound to this operator's context."""
+    # What failed for a passing reason (Redis or PostgreSQL away, orders still in flight)
+    # is tried again as often as the status is refreshed.
+    retry = op.settings.refresh_seconds
 
     def refuse(
         body: kopf.Body,
@@ -89,7 +90,7 @@ def register(registry: kopf.OperatorRegistry, op: OperatorContext) -> None:
         except BACKEND_ERRORS as exc:
             message = f"cannot reach Redis or PostgreSQL: {type(exc).__name__}: {exc}"
             _write(patch, status, unavailable_status(message, _generation(meta), _now(), status))
-            raise kopf.TemporaryError(message, delay=RETRY_SECONDS) from exc
+            raise kopf.TemporaryError(message, delay=retry) from exc
         logger.info(f"sale {name} loaded: {remaining} of {parsed.stock} units for sale")
         op.rescale.set()
         if sale is not None:
@@ -110,7 +111,7 @@ def register(registry: kopf.OperatorRegistry, op: OperatorContext) -> None:
 
     resource = (GROUP, VERSION, PLURAL)
 
-    @kopf.on.create(*resource, id="load-on-create", registry=registry, backoff=RETRY_SECONDS)
+    @kopf.on.create(*resource, id="load-on-create", registry=registry, backoff=retry)
     async def sale_created(
         body: kopf.Body,
         name: str,
@@ -123,9 +124,7 @@ def register(registry: kopf.OperatorRegistry, op: OperatorContext) -> None:
     ) -> None:
         await load(body, name, meta, spec, status, patch, logger)
 
-    @kopf.on.update(
-        *resource, field="spec", id="load-on-update", registry=registry, backoff=RETRY_SECONDS
-    )
+    @kopf.on.update(*resource, field="spec", id="load-on-update", registry=registry, backoff=retry)
     async def sale_updated(
         body: kopf.Body,
         name: str,
@@ -138,7 +137,7 @@ def register(registry: kopf.OperatorRegistry, op: OperatorContext) -> None:
     ) -> None:
         await load(body, name, meta, spec, status, patch, logger)
 
-    @kopf.on.resume(*resource, id="load-on-resume", registry=registry, backoff=RETRY_SECONDS)
+    @kopf.on.resume(*resource, id="load-on-resume", registry=registry, backoff=retry)
     async def sale_resumed(
         body: kopf.Body,
         name: str,
@@ -183,7 +182,7 @@ def register(registry: kopf.OperatorRegistry, op: OperatorContext) -> None:
         op.metrics.record_outbox(name, int(outbox))
         publish(body, name, sale, observed, status, patch)
 
-    @kopf.on.delete(*resource, id="cleanup", registry=registry, backoff=RETRY_SECONDS)
+    @kopf.on.delete(*resource, id="cleanup", registry=registry, backoff=retry)
     async def sale_deleted(name: str, logger: kopf.Logger, **_: Any) -> None:
         try:
             closed = await asyncio.to_thread(op.teardown.close, name)
@@ -193,12 +192,12 @@ def register(registry: kopf.OperatorRegistry, op: OperatorContext) -> None:
                 raise kopf.TemporaryError(
                     f"sale {name} closed; waiting for {closed.waiting} reservations "
                     "to reach PostgreSQL",
-                    delay=RETRY_SECONDS / 2,
+                    delay=retry,
                 )
             removed = await asyncio.to_thread(op.teardown.remove_keys, name)
         except BACKEND_ERRORS as exc:
             raise kopf.TemporaryError(
-                f"cannot reach Redis: {type(exc).__name__}: {exc}", delay=RETRY_SECONDS
+                f"cannot reach Redis: {type(exc).__name__}: {exc}", delay=retry
             ) from exc
         op.metrics.forget_sale(name)
         op.rescale.set()

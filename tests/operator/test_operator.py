@@ -124,6 +124,13 @@ async def test_raising_stock_adds_the_difference_once(
     assert platform.remaining(sale_name) == 12
     assert platform.stock.client.hget(SaleKeys(sale_name).meta, "total") == b"15"
 
+    # Other spec changes reach Redis too, and never touch the stock.
+    await cluster.patch_spec(sale_name, {"paused": True})
+    await eventually(phase_is(cluster, sale_name, "Paused"))
+    paused = platform.stock.reserve(sale_name, "someone", 1, str(uuid.uuid4()))
+    assert paused.outcome == Outcome.PAUSED
+    assert platform.remaining(sale_name) == 12
+
 
 async def test_operator_restart_mid_sale_never_resets_stock(
     cluster: Cluster, platform: Platform, start_operator: StartOperator, sale_name: str
