@@ -47,7 +47,6 @@ def configure(kopf_settings: kopf.OperatorSettings, settings: OperatorSettings) 
     kopf_settings.queueing.idle_timeout = 1.0
     kopf_settings.queueing.exit_timeout = 2.0
     kopf_settings.background.cancellation_polling = 1.0
-    kopf_settings.execution.max_workers = 8
 
 
 def build_registry(op: OperatorContext) -> kopf.OperatorRegistry:
