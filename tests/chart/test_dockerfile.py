@@ -104,3 +104,15 @@ def test_runs_as_a_non_root_user_with_the_cli_as_entry_point() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     assert project["scripts"]["flashsale"] == "flashsale.cli:main"
     assert Path(ROOT / "flashsale" / "cli.py").is_file()
+
+
+def test_the_image_has_the_default_api_server() -> None:
+    """The image installs no extras, so `flashsale api` with its defaults must find its
+    server among the main dependencies."""
+    from flashsale.api.server import DEFAULT_SERVER
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    names = {
+        re.split(r"[\[<>=!~ ;]", dep, maxsplit=1)[0].lower() for dep in project["dependencies"]
+    }
+    assert DEFAULT_SERVER in names
