@@ -19,6 +19,7 @@ from flashsale.operator.status import (
     changed_fields,
     invalid_status,
     live_status,
+    stock_document,
     unavailable_status,
 )
 from flashsale.sales import InvalidSale, SaleStatus, apply_sale, sale_status
@@ -168,18 +169,24 @@ def register(registry: kopf.OperatorRegistry, op: OperatorContext) -> None:
     ) -> None:
         generation = _generation(meta)
         observed = int(status.get("observedGeneration") or generation)
-        if status.get("phase") == INVALID and observed == generation:
-            return  # refused as it stands; only a new spec can change that
+        # Refused as it stands: only a new spec changes phase and conditions. A sale loaded
+        # before the refused change keeps selling as it was, so its figures stay current.
+        refused = status.get("phase") == INVALID and observed == generation
         try:
             sale = await asyncio.to_thread(sale_status, op.sessions, op.stock, name)
             outbox = await asyncio.to_thread(op.stock.client.zcard, SaleKeys(name).outbox)
         except BACKEND_ERRORS as exc:
-            message = f"cannot reach Redis or PostgreSQL: {type(exc).__name__}: {exc}"
-            _write(patch, status, unavailable_status(message, observed, _now(), status))
+            if not refused:
+                message = f"cannot reach Redis or PostgreSQL: {type(exc).__name__}: {exc}"
+                _write(patch, status, unavailable_status(message, observed, _now(), status))
             return
         if sale is None:
             return  # not loaded yet: the create handler (or its retry) does that
         op.metrics.record_outbox(name, int(outbox))
+        if refused:
+            _write(patch, status, {"stock": stock_document(sale.stock)})
+            op.metrics.record_sale(name, INVALID, sale.stock)
+            return
         publish(body, name, sale, observed, status, patch)
 
     @kopf.on.delete(*resource, id="cleanup", registry=registry, backoff=retry)

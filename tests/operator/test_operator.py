@@ -220,6 +220,10 @@ async def test_a_bad_spec_gets_phase_invalid_a_condition_and_an_event(
     assert condition(refused, "StockLoaded")["reason"] == "Refused"
     assert "3 units are already taken" in refused["message"]
     assert platform.remaining(sale_name) == 1  # Redis kept the sale as it was
+    # It still sells as it was, so its figures stay current while the phase says Invalid.
+    buy(platform, sale_name, 1)
+    await eventually(lambda: cluster.status(sale_name)["stock"]["remaining"] == 0)
+    assert cluster.status(sale_name)["phase"] == "Invalid"
 
 
 async def test_deleting_a_sale_ends_it_and_removes_its_keys_after_in_flight_orders_land(
