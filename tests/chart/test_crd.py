@@ -288,3 +288,26 @@ def test_status_schema_takes_what_the_operator_writes() -> None:
     assert any("is not of type 'integer'" in e for e in errors(document))
     # No preserve-unknown-fields anywhere: kopf keeps its bookkeeping in annotations.
     assert "x-kubernetes-preserve-unknown-fields" not in SOURCE.read_text()
+
+
+def test_schema_is_structural() -> None:
+    """What the API server demands of a CRD schema: a type on every node, no
+    additionalProperties beside properties, no references, and defaults that validate."""
+
+    def walk(node: dict[str, Any], path: str) -> None:
+        assert "type" in node, f"{path} has no type"
+        assert not {"$ref", "anyOf", "oneOf", "allOf", "not"} & set(node), path
+        if "properties" in node:
+            assert "additionalProperties" not in node, path
+            for field, child in node["properties"].items():
+                walk(child, f"{path}.{field}")
+        if "items" in node:
+            walk(node["items"], f"{path}[]")
+        if "default" in node:
+            default = with_defaults(node["default"], node) if node["type"] == "object" else None
+            checked = default if default is not None else node["default"]
+            assert not list(jsonschema.Draft4Validator(strict(node)).iter_errors(checked)), path
+
+    walk(SCHEMA, "")
+    for field in SPEC_SCHEMA["properties"].values():
+        assert field["description"]
