@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from tests.chart.conftest import CHART, CI_VALUES, Helm
+from tests.chart.test_crd import errors
 
 
 @pytest.mark.parametrize("values", [None, *CI_VALUES], ids=lambda v: v.name if v else "default")
@@ -57,3 +60,17 @@ def test_tls_without_a_certificate_secret_fails_with_a_sentence(helm: Helm) -> N
     )
     assert result.returncode != 0
     assert "api.ingress.tls.enabled needs api.ingress.tls.secretName" in result.stderr
+
+
+def test_notes_tell_how_to_apply_a_first_sale_and_watch_it(helm: Helm) -> None:
+    # A client-side dry run renders NOTES.txt without a cluster.
+    result = helm("install", "shop", str(CHART), "--namespace", "shop", "--dry-run=client")
+    notes = result.stdout.split("NOTES:", 1)[1]
+    assert "kubectl -n shop apply -f -" in notes
+    assert "kubectl -n shop get flashsales -w" in notes
+    assert "helm test shop -n shop" in notes
+    assert "kubectl -n shop exec deploy/shop-flashsale-api -- flashsale token alice" in notes
+    assert "port-forward svc/shop-flashsale-api 8000:80" in notes
+    # The sale it tells you to apply is one the CRD accepts.
+    sale = json.loads(notes.split("echo '", 1)[1].split("'", 1)[0])
+    assert errors(sale) == []
