@@ -48,7 +48,10 @@ def human_age(stamp: str | None, now: datetime.datetime) -> str:
     if not stamp:
         return "<unknown>"
     moment = datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
-    seconds = max(0, int((now - moment).total_seconds()))
+    seconds = int((now - moment).total_seconds())
+    if seconds < -1:
+        return "<invalid>"  # in the future, as the API server prints it
+    seconds = max(0, seconds)
     minutes, hours = seconds // 60, seconds // 3600
     if seconds < 120:
         return f"{seconds}s"
@@ -90,6 +93,16 @@ def printed_table(
         "columnDefinitions": definitions,
         "rows": rows,
     }
+
+
+def selected(body: dict[str, Any], params: Any) -> bool:
+    """Field selectors of equalities (`involvedObject.name=x,...`), as `kubectl describe`
+    sends them for a resource's Events."""
+    for term in filter(None, (params.get("fieldSelector") or "").split(",")):
+        path, _, wanted = term.partition("=")
+        if str(json_path(body, path.rstrip("="))) != wanted.lstrip("="):
+            return False
+    return True
 
 
 def now_text() -> str:
@@ -240,11 +253,20 @@ class ClusterEmulator(kmock.KubernetesEmulator):
                 found.append(copy.deepcopy(obj.raw))
         return found
 
+    async def _serve_version(self, request: rendering.Request) -> Any:
+        # The API server gives subresources (flashsales/status) no short names or
+        # categories; kubectl warns of an ambiguous `fs` otherwise.
+        listing = await super()._serve_version(request)
+        for entry in listing.get("resources", []):
+            if "/" in entry["name"]:
+                entry["shortNames"], entry["categories"] = [], []
+        return listing
+
     async def _serve_list(self, request: rendering.Request) -> Any:
         if request.resource not in self._get_resources():
             raise kmock.KubernetesResourceNotFoundError()
         async with self._lock:
-            items = self._current(request)
+            items = [i for i in self._current(request) if selected(i, request.params)]
             version = str(self._revision)
         if "as=Table" in request.headers.get("Accept", ""):
             columns = self.printer_columns.get(request.resource, [])  # type: ignore[arg-type]

@@ -130,3 +130,23 @@ async def test_a_watch_resumes_after_the_version_it_asks_for(
         await task
     seen = [(e["type"], e["object"]["metadata"]["name"]) for e in events]
     assert seen == [("ADDED", "b"), ("MODIFIED", "a")]  # nothing before `since`, nothing twice
+
+
+async def test_lists_honour_field_selectors_and_tables_print_columns(
+    api: tuple[ClusterEmulator, httpx.AsyncClient],
+) -> None:
+    _, client = api
+    await create(client, "a")
+    await create(client, "b")
+    picked = await client.get(BASE, params={"fieldSelector": "metadata.name=b"})
+    assert [i["metadata"]["name"] for i in picked.json()["items"]] == ["b"]
+
+    table = await client.get(BASE, headers={"Accept": "application/json;as=Table;v=v1"})
+    body = table.json()
+    assert body["kind"] == "Table"
+    assert [c["name"] for c in body["columnDefinitions"]][:3] == ["Name", "SKU", "PHASE"]
+    assert {r["cells"][0]: r["cells"][1] for r in body["rows"]} == {"a": "S", "b": "S"}
+
+    discovery = (await client.get("/apis/flashsale.dev/v1alpha1")).json()["resources"]
+    short = {r["name"]: r["shortNames"] for r in discovery}
+    assert short == {"flashsales": ["fs"], "flashsales/status": []}
