@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from flashsale.embedded import free_port
-from tests.conftest import FLASHSALE, wait_for
+from tests.conftest import FLASHSALE, descendants, wait_for
 
 SALE_YAML = """\
 apiVersion: flashsale.dev/v1alpha1
@@ -37,27 +37,6 @@ def local_env(data_dir: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLASHSALE_")}
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     return env | {"FLASHSALE_DATA_DIR": str(data_dir)}
-
-
-def descendants(pid: int) -> set[int]:
-    """Every live process below `pid`."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        children.setdefault(ppid, []).append(int(entry.name))
-    found: set[int] = set()
-    todo = [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.add(child)
-            todo.append(child)
-    return found
 
 
 def running(pid: int) -> bool:

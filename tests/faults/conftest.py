@@ -1,0 +1,206 @@
+"""A whole platform per test, to break: its own Redis (append-only file on), PostgreSQL,
+API and Celery worker, each restartable, and the design's invariants checked afterwards.
+
+Each scenario records what it broke and what it saw; at the end of the run the figures
+are written to `build/faults-report.json` (RELIABILITY.md quotes them)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis
+import redis.asyncio as aioredis
+from sqlalchemy import text
+from sqlalchemy.orm import Session, sessionmaker
+
+from flashsale.db.engine import session_factory
+from flashsale.db.migrate import upgrade
+from flashsale.demo.crowd import Crowd
+from flashsale.demo.invariants import Check, check_invariants
+from flashsale.demo.timeline import Timeline, sample_once
+from flashsale.embedded import PostgresServer, RedisServer, free_port
+from flashsale.sales import apply_sale, sale_status
+from flashsale.settings import Settings
+from flashsale.spec import SaleSpec
+from flashsale.stock import Stock
+from flashsale.sweeper import sweep
+from tests.conftest import JWT_SECRET, Process, wait_for
+
+QUEUE = Settings().queue
+REPORT: list[dict[str, Any]] = []
+REPORT_FILE = Path(__file__).resolve().parents[2] / "build" / "faults-report.json"
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if REPORT:
+        REPORT_FILE.parent.mkdir(exist_ok=True)
+        REPORT_FILE.write_text(json.dumps(REPORT, indent=2) + "\n")
+
+
+@dataclass
+class Stack:
+    root: Path
+    redis: RedisServer
+    postgres: PostgresServer
+    env: dict[str, str]
+    stock: Stock
+    sessions: sessionmaker[Session]
+    processes: dict[str, Process] = field(default_factory=dict)
+    faults: list[str] = field(default_factory=list)
+
+    def start(self, name: str, args: list[str], **env: str) -> Process:
+        proc = Process(args, self.env | env, self.root / f"{name}.log").start()
+        self.processes[name] = proc
+        return proc
+
+    def start_api(self, name: str = "api", **env: str) -> str:
+        port = free_port()
+        proc = self.start(name, ["api", "--port", str(port)], **env)
+        base = f"http://127.0.0.1:{port}"
+
+        def healthy() -> bool:
+            assert proc.proc and proc.proc.poll() is None, proc.output()
+            try:
+                return httpx.get(base + "/healthz", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_for(healthy, timeout=60)
+        return base
+
+    def start_worker(self, name: str = "worker", **env: str) -> Process:
+        proc = self.start(name, ["worker", "--pool", "prefork", "--concurrency", "2"], **env)
+        wait_for(lambda: "ready" in proc.output(), timeout=60)
+        return proc
+
+    def sale(self, **spec: Any) -> str:
+        name = f"f-{uuid.uuid4().hex[:8]}"
+        doc = {"sku": "FAULT-1", "stock": 100, "rateLimit": {"requestsPerSecond": 0}} | spec
+        apply_sale(self.sessions, self.stock, name, SaleSpec.model_validate(doc))
+        return name
+
+    def crowd(self, base: str, sale: str, connections: int = 64) -> Crowd:
+        return Crowd(base, sale, JWT_SECRET, connections)
+
+    def sweep(self, older_than: float = 0.0, broker: redis.Redis | None = None) -> int:
+        """What `flashsale sweep` does, against this stack."""
+        return sweep(
+            self.sessions, self.stock.client, broker or self.stock.client, QUEUE, older_than
+        )
+
+    def settle(
+        self, sale: str, orders: int, timeout: float = 90.0, broker: redis.Redis | None = None
+    ) -> None:
+        """Wait until `orders` rows exist and nothing is in flight; sweep while waiting."""
+
+        def settled() -> bool:
+            status = sale_status(self.sessions, self.stock, sale)
+            assert status is not None
+            done = status.stock.reserved == 0 and self.order_count(sale) >= orders
+            if not done:
+                self.sweep(older_than=2.0, broker=broker)
+            return done
+
+        wait_for(settled, timeout=timeout, every=0.5)
+
+    def order_count(self, sale: str) -> int:
+        with self.sessions() as session:
+            return int(
+                session.scalar(text("SELECT count(*) FROM orders WHERE sale = :s"), {"s": sale})
+            )
+
+    @contextlib.asynccontextmanager
+    async def watch(self, sale: str, total: int) -> AsyncIterator[Timeline]:
+        """Sample the sale's figures while the block runs (for "no oversell at any
+        instant"); Redis or PostgreSQL being down just leaves a gap."""
+        timeline = Timeline(sale, total, started=time.monotonic())
+        client = aioredis.Redis.from_url(self.redis.url, socket_timeout=1)
+
+        async def sample() -> None:
+            while True:
+                try:
+                    await sample_once(timeline, client, self.sessions)
+                except Exception:  # noqa: BLE001 - an outage under test
+                    pass
+                await asyncio.sleep(0.1)
+
+        task = asyncio.create_task(sample())
+        try:
+            yield timeline
+        finally:
+            task.cancel()
+            await client.aclose()
+
+    def verdicts(
+        self, crowd: Crowd, sale: str, timeline: Timeline, per_user_limit: int = 1
+    ) -> list[Check]:
+        status = sale_status(self.sessions, self.stock, sale)
+        assert status is not None
+        assert timeline.samples, "the sale was never sampled"
+        return check_invariants(
+            crowd.log, timeline, status, self.sessions, self.stock, per_user_limit
+        )
+
+    def record(
+        self, scenario: str, crowd: Crowd, timeline: Timeline, per_user_limit: int = 1, **extra: Any
+    ) -> None:
+        """Check the invariants, keep the figures for the report, fail on any violation."""
+        checks = self.verdicts(crowd, timeline.sale, timeline, per_user_limit)
+        outcomes = crowd.log.outcomes()
+        REPORT.append(
+            {
+                "scenario": scenario,
+                "requests": len(crowd.log.clicks),
+                "accepted": outcomes.get("accepted", 0),
+                "outcomes": dict(outcomes),
+                "faults": self.faults,
+                "samples": len(timeline.samples),
+                "checks": {c.name: "PASS" if c.passed else f"FAIL: {c.detail}" for c in checks},
+                **extra,
+            }
+        )
+        failed = [c for c in checks if not c.passed]
+        assert not failed, failed
+
+
+@pytest.fixture
+def stack() -> Iterator[Stack]:
+    root = Path(tempfile.mkdtemp(prefix="flashsale-faults-"))
+    rds = RedisServer(root / "redis", appendonly=True).start()
+    pg = PostgresServer(root / "pg", durable=False).start()
+    upgrade(pg.url)
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("FLASHSALE_")},
+        "FLASHSALE_REDIS_URL": rds.url,
+        "FLASHSALE_DATABASE_URL": pg.url,
+        "FLASHSALE_JWT_SECRET": JWT_SECRET,
+        "FLASHSALE_SWEEP_AFTER_SECONDS": "1",
+    }
+    client = redis.Redis.from_url(rds.url)
+    built = Stack(root, rds, pg, env, Stock(client), session_factory(pg.url))
+    try:
+        yield built
+    finally:
+        for proc in built.processes.values():
+            proc.stop(9)
+        client.close()
+        rds.stop()
+        pg.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def elapsed(since: float) -> float:
+    return round(time.monotonic() - since, 1)
