@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from flashsale.bench.command import bench as bench_command
 from flashsale.settings import Settings, get_settings
 from flashsale.stock import Stock
 
@@ -348,6 +349,9 @@ def up(port: int, api_workers: int | None) -> None:
     except (ServerError, PlatformError) as exc:
         raise click.ClickException(str(exc)) from None
     sys.exit(code)
+
+
+main.add_command(bench_command, name="bench")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,84 @@
+-- flashsale.lua: wrk script for the FlashSale benchmark.
+--
+-- Every request comes from another user (token taken round robin from a file, one JWT a
+-- line) and, when asked, carries its own Idempotency-Key, so no answer is a replay.
+-- At the end it prints one JSON line (prefixed "RESULT ") with throughput, latency
+-- percentiles in microseconds, socket errors and the count of each HTTP status
+-- as [code, count] pairs, one pair per thread and code.
+--
+-- Environment:
+--   BENCH_METHOD   GET or POST (default POST)
+--   BENCH_TOKENS   file of JWTs, one a line; absent: no Authorization header
+--   BENCH_BODY     request body (default none)
+--   BENCH_IDEM     "1": a fresh Idempotency-Key on every request
+--   BENCH_NONCE    makes this run's keys differ from every other run's
+--
+-- The path comes from the URL given to wrk.
+
+local method = os.getenv("BENCH_METHOD") or "POST"
+local token_file = os.getenv("BENCH_TOKENS")
+local body = os.getenv("BENCH_BODY")
+local use_idem = os.getenv("BENCH_IDEM") == "1"
+local nonce = os.getenv("BENCH_NONCE") or "0"
+
+local threads = {}
+local next_id = 1
+
+function setup(thread)
+  thread:set("id", next_id)
+  next_id = next_id + 1
+  table.insert(threads, thread)
+end
+
+local tokens = {}
+local sent = 0
+counts = {}
+
+function init(args)
+  if token_file then
+    for line in io.lines(token_file) do
+      if #line > 0 then
+        tokens[#tokens + 1] = "Bearer " .. line
+      end
+    end
+  end
+  -- Threads start at different users, so two threads do not walk in step.
+  sent = (id - 1) * 7919
+end
+
+function request()
+  sent = sent + 1
+  local headers = {}
+  if #tokens > 0 then
+    headers["Authorization"] = tokens[sent % #tokens + 1]
+  end
+  if use_idem then
+    headers["Idempotency-Key"] = nonce .. "-" .. id .. "-" .. sent
+  end
+  if body then
+    headers["Content-Type"] = "application/json"
+  end
+  return wrk.format(method, nil, headers, body)
+end
+
+function response(status, headers, body)
+  counts[status] = (counts[status] or 0) + 1
+end
+
+function done(summary, latency, requests)
+  local status = {}
+  for _, thread in ipairs(threads) do
+    local c = thread:get("counts")
+    for code, n in pairs(c) do
+      status[#status + 1] = string.format('[%d, %d]', code, n)
+    end
+  end
+  local e = summary.errors
+  io.write(string.format(
+    'RESULT {"requests": %d, "duration_us": %d, "p50_us": %d, "p90_us": %d, ' ..
+    '"p99_us": %d, "max_us": %d, "mean_us": %.1f, "socket_errors": ' ..
+    '{"connect": %d, "read": %d, "write": %d, "timeout": %d}, "status": [%s]}\n',
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(90),
+    latency:percentile(99), latency.max, latency.mean,
+    e.connect, e.read, e.write, e.timeout, table.concat(status, ", ")))
+end

@@ -1,0 +1,90 @@
+"""The benchmark's own Redis and PostgreSQL, migrated, with helpers to load sales."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import redis
+from sqlalchemy.orm import Session, sessionmaker
+
+from flashsale.db.engine import session_factory
+from flashsale.db.migrate import upgrade
+from flashsale.embedded import PostgresServer, RedisServer
+from flashsale.keys import SaleKeys
+from flashsale.sales import apply_sale
+from flashsale.spec import SaleSpec
+from flashsale.stock import Stock
+
+JWT_SECRET = "bench-" + os.urandom(24).hex()
+
+
+@dataclass
+class BenchPlatform:
+    workdir: Path
+    redis_server: RedisServer
+    postgres: PostgresServer
+    sessions: sessionmaker[Session]
+    stock: Stock
+    keep: bool = False
+    sales: list[str] = field(default_factory=list)
+
+    @classmethod
+    def start(cls, keep: bool = False) -> BenchPlatform:
+        # Not under a 0700 parent: PostgreSQL may run as an unprivileged user.
+        workdir = Path(tempfile.mkdtemp(prefix="flashsale-bench-"))
+        # Production-like Redis (append-only file, fsync every second). PostgreSQL without
+        # fsync: that flatters the SQL baseline, whose every purchase is a commit.
+        rds = RedisServer(workdir / "redis", appendonly=True).start()
+        pg = PostgresServer(workdir / "pg", durable=False).start()
+        upgrade(pg.url)
+        client = redis.Redis.from_url(rds.url, socket_timeout=30)
+        return cls(workdir, rds, pg, session_factory(pg.url), Stock(client), keep)
+
+    @property
+    def redis_url(self) -> str:
+        return self.redis_server.url
+
+    @property
+    def database_url(self) -> str:
+        return self.postgres.url
+
+    def env(self, **extra: str) -> dict[str, str]:
+        return {
+            **os.environ,
+            "FLASHSALE_REDIS_URL": self.redis_url,
+            "FLASHSALE_DATABASE_URL": self.database_url,
+            "FLASHSALE_JWT_SECRET": JWT_SECRET,
+            **extra,
+        }
+
+    def sale(self, name: str, stock: int, **spec: Any) -> str:
+        doc: dict[str, Any] = {"sku": "BENCH-1", "stock": stock, **spec}
+        apply_sale(self.sessions, self.stock, name, SaleSpec.model_validate(doc))
+        self.sales.append(name)
+        return name
+
+    def drop_sale_keys(self, name: str, queue: str | None = None) -> None:
+        """Free a finished run's Redis memory (its keys, and the task queue if named)."""
+        client = self.stock.client
+        batch = []
+        for key in client.scan_iter(SaleKeys(name).pattern, count=10_000):
+            batch.append(key)
+            if len(batch) >= 10_000:
+                client.unlink(*batch)
+                batch.clear()
+        if batch:
+            client.unlink(*batch)
+        if queue:
+            client.unlink(queue)
+
+    def close(self) -> None:
+        self.stock.client.close()
+        self.redis_server.stop()
+        self.postgres.stop()
+        if not self.keep:
+            shutil.rmtree(self.workdir, ignore_errors=True)

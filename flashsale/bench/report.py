@@ -1,0 +1,210 @@
+"""Ratios, targets, and the result files: JSON, a Markdown table and PNG charts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+# (name, what, target) — evaluated per concurrency level where it says so.
+TARGETS = (
+    ("reservation_vs_sql_throughput", "reservation throughput / SQL row-lock baseline", 10.0),
+    ("reservation_p99_vs_sql_p99", "reservation p99 / SQL baseline p99 (at most)", 0.2),
+    ("reservation_vs_healthz", "reservation throughput / bare /healthz", 0.7),
+    ("sold_out_vs_healthz", "sold-out throughput / bare /healthz", 0.9),
+    ("drain_vs_insert_ceiling", "worker drain / PostgreSQL insert ceiling", 0.5),
+)
+# The SQL targets are stated at 256 connections; the others hold at every level.
+TARGET_LEVELS = {"reservation_vs_sql_throughput": "256", "reservation_p99_vs_sql_p99": "256"}
+
+
+def _median(figure: dict[str, Any], field: str) -> float:
+    return float(figure[field]["median"])
+
+
+def ratios(results: dict[str, Any]) -> dict[str, dict[str, float]]:
+    default = results["servers"][results["settings"]["default_server"]]
+    drain = _median(results["drain"], "orders_per_second")
+    ceiling = _median(results["insert_ceiling"], "rows_per_second")
+    out: dict[str, dict[str, float]] = {}
+    for level in default["reservation"]:
+        res = default["reservation"][level]
+        sql = results["sql_baseline"][level]
+        healthz = _median(default["healthz"][level], "rps")
+        redis = _median(results["redis_ceiling"][level], "rps")
+        out[level] = {
+            "reservation_vs_sql_throughput": _median(res, "rps") / _median(sql, "rps"),
+            "reservation_p99_vs_sql_p99": _median(res, "p99_ms") / _median(sql, "p99_ms"),
+            "reservation_vs_healthz": _median(res, "rps") / healthz,
+            "sold_out_vs_healthz": _median(default["sold_out"][level], "rps") / healthz,
+            "reservation_vs_redis_ceiling": _median(res, "rps") / redis,
+            "drain_vs_insert_ceiling": drain / ceiling,
+        }
+    return {level: {k: round(v, 3) for k, v in r.items()} for level, r in out.items()}
+
+
+def targets(ratio_table: dict[str, dict[str, float]]) -> list[dict[str, Any]]:
+    verdicts = []
+    for name, what, goal in TARGETS:
+        levels = [TARGET_LEVELS[name]] if name in TARGET_LEVELS else list(ratio_table)
+        for level in levels:
+            if level not in ratio_table:
+                continue
+            value = ratio_table[level][name]
+            at_most = name == "reservation_p99_vs_sql_p99"
+            met = value <= goal if at_most else value >= goal
+            verdicts.append(
+                {"target": name, "what": what, "connections": int(level), "goal": goal}
+                | {"value": value, "met": met}
+            )
+    return verdicts
+
+
+def _cell(figure: dict[str, Any], field: str, digits: int = 0) -> str:
+    s = figure[field]
+    fmt = f"{{:,.{digits}f}}"
+    return f"{fmt.format(s['median'])} ({fmt.format(s['min'])}–{fmt.format(s['max'])})"
+
+
+def markdown(results: dict[str, Any]) -> str:
+    m, st = results["machine"], results["settings"]
+    default = st["default_server"]
+    lines = [
+        f"# FlashSale benchmark, {results['started_at']}",
+        "",
+        f"Machine: {m['cores']} cores ({m['cpu']}), {m['memory_gb']} GB memory, "
+        f"Linux {m['kernel']}, Python {m['python']}, {m['wrk']}. "
+        f"Load average {results['load_average_at_start']} at start, "
+        f"{results['load_average_at_end']} at end (the machine is shared).",
+        "",
+        f"{st['runs']} runs of {st['seconds_per_run']:g} s after a {st['warmup_seconds']:g} s "
+        f"warm-up per figure; median (min–max). API and baseline: {st['api_workers']} server "
+        f"process(es), {default} unless noted; {st['users']:,} distinct users.",
+        "",
+        "| figure | connections | requests/s | p50 ms | p99 ms | errors |",
+        "|---|---|---|---|---|---|",
+    ]
+    rows = [
+        ("reservation (POST, JWT, Idempotency-Key)", results["servers"][default]["reservation"]),
+        ("sold-out path (POST, stock 0)", results["servers"][default]["sold_out"]),
+        ("SQL row-lock baseline (POST)", results["sql_baseline"]),
+        ("bare GET /healthz (framework ceiling)", results["servers"][default]["healthz"]),
+    ]
+    for name, figure in rows:
+        for level, f in figure.items():
+            lines.append(
+                f"| {name} | {level} | {_cell(f, 'rps')} | {_cell(f, 'p50_ms', 1)} | "
+                f"{_cell(f, 'p99_ms', 1)} | {int(f['errors']['max'])} |"
+            )
+    for level, f in results["redis_ceiling"].items():
+        lines.append(
+            f"| redis-benchmark EVALSHA reserve.lua (pipeline 16) | {level} | "
+            f"{_cell(f, 'rps')} | {_cell(f, 'p50_ms', 2)} | {_cell(f, 'p99_ms', 2)} | 0 |"
+        )
+    d, c = results["drain"], results["insert_ceiling"]
+    lines += [
+        "",
+        f"Worker drain of {results['backlog']:,} reservations: "
+        f"{_cell(d, 'orders_per_second')} orders/s; PostgreSQL insert ceiling for the same "
+        f"rows: {_cell(c, 'rows_per_second')} rows/s (COPY {_cell(c, 'copy_rows_per_second')}, "
+        f"multi-row INSERT {_cell(c, 'insert_rows_per_second')}).",
+        "",
+    ]
+    mem = results["redis_memory"]
+    lines += [
+        f"Redis memory: {mem['bytes_per_reservation']:,.0f} bytes per live reservation over "
+        f"{mem['reservations']:,} reservations, of which {mem['of_which_task_message']:,.0f} "
+        "are the task message waiting in the queue.",
+        "",
+        "## Ratios",
+        "",
+        "| ratio | " + " | ".join(f"c={level}" for level in results["ratios"]) + " |",
+        "|---|" + "---|" * len(results["ratios"]),
+    ]
+    names = next(iter(results["ratios"].values())).keys()
+    for name in names:
+        cells = " | ".join(f"{r[name]:.2f}" for r in results["ratios"].values())
+        lines.append(f"| {name} | {cells} |")
+    lines += ["", "## Targets", "", "| target | connections | goal | value | met |"]
+    lines.append("|---|---|---|---|---|")
+    for t in results["targets"]:
+        goal = ("≤ " if t["target"] == "reservation_p99_vs_sql_p99" else "≥ ") + f"{t['goal']:g}"
+        verdict = "yes" if t["met"] else "**no**"
+        lines.append(
+            f"| {t['what']} | {t['connections']} | {goal} | {t['value']:.2f} | {verdict} |"
+        )
+    if len(results["servers"]) > 1:
+        lines += ["", "## ASGI servers, same app, same run", ""]
+        lines += ["| server | figure | connections | requests/s | p50 ms | p99 ms |"]
+        lines.append("|---|---|---|---|---|---|")
+        for server, figures in results["servers"].items():
+            for name in ("healthz", "reservation", "sold_out"):
+                for level, f in figures[name].items():
+                    lines.append(
+                        f"| {server} | {name} | {level} | {_cell(f, 'rps')} | "
+                        f"{_cell(f, 'p50_ms', 1)} | {_cell(f, 'p99_ms', 1)} |"
+                    )
+    inv = results["invariants"]
+    failed = [c for c in inv["checks"] if not c["ok"]]
+    lines += [
+        "",
+        "## Invariants",
+        "",
+        f"{len(inv['checks'])} checks after the runs: "
+        + ("all held." if inv["ok"] else f"**{len(failed)} FAILED**: ")
+        + "; ".join(f"{c['scenario']}: {c['detail']}" for c in failed),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def charts(results: dict[str, Any], stem: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    default = results["settings"]["default_server"]
+    series = {
+        "/healthz": results["servers"][default]["healthz"],
+        "reservation": results["servers"][default]["reservation"],
+        "sold-out": results["servers"][default]["sold_out"],
+        "SQL baseline": results["sql_baseline"],
+    }
+    levels = list(results["servers"][default]["reservation"])
+    paths = []
+    for field, label, name in (("rps", "requests/s", "throughput"), ("p99_ms", "p99 ms", "p99")):
+        fig, ax = plt.subplots(figsize=(8, 4.5))
+        width = 0.8 / len(series)
+        for i, (title, figure) in enumerate(series.items()):
+            xs = [j + i * width for j in range(len(levels))]
+            med = [figure[lv][field]["median"] for lv in levels]
+            low = [m - figure[lv][field]["min"] for m, lv in zip(med, levels, strict=True)]
+            high = [figure[lv][field]["max"] - m for m, lv in zip(med, levels, strict=True)]
+            ax.bar(xs, med, width, yerr=[low, high], capsize=3, label=title)
+        ax.set_xticks([j + 0.4 - width / 2 for j in range(len(levels))])
+        ax.set_xticklabels([f"{lv} connections" for lv in levels])
+        ax.set_ylabel(label + " (median, min–max)")
+        if field == "p99_ms":
+            ax.set_yscale("log")
+        ax.set_title(f"FlashSale {name}, {results['started_at']}")
+        ax.legend()
+        fig.tight_layout()
+        path = stem.with_name(f"{stem.name}-{name}.png")
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        paths.append(path)
+    return paths
+
+
+def write_report(results: dict[str, Any], out_dir: Path, stamp: str) -> Path:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results["ratios"] = ratios(results)
+    results["targets"] = targets(results["ratios"])
+    stem = out_dir / stamp
+    results["charts"] = [p.name for p in charts(results, stem)]
+    results["table"] = f"{stamp}.md"
+    stem.with_suffix(".md").write_text(markdown(results))
+    path = stem.with_suffix(".json")
+    path.write_text(json.dumps(results, indent=2) + "\n")
+    return path

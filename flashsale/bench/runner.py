@@ -1,0 +1,392 @@
+"""One benchmark run: every figure side by side on the same machine, in the same run."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform as host
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from flashsale.api.server import DEFAULT_SERVER, SERVERS
+from flashsale.bench import scenarios
+from flashsale.bench.invariants import Check, check_admission, check_persisted
+from flashsale.bench.platform import JWT_SECRET, BenchPlatform
+from flashsale.bench.processes import api_server, baseline_server, cpu_seconds, worker_process
+from flashsale.bench.report import write_report
+from flashsale.bench.serve_baseline import baseline_on_path
+from flashsale.bench.stats import load_average, summarize
+from flashsale.bench.wrk import Load, WrkResult, find_wrk, run_wrk, write_tokens
+
+HTTP_FIELDS = ("rps", "p50_ms", "p99_ms", "errors")
+CPU_FIELDS = ("server_cpu_us_per_request", "redis_cpu_us_per_request")
+# Per-user limit and rate limit a shopper never reaches in these runs (users cycle slowly
+# enough): the script still runs its token bucket and limit checks on every call.
+SHOPPER_SPEC: dict[str, Any] = {
+    "perUserLimit": 1_000_000,
+    "rateLimit": {"requestsPerSecond": 50, "burst": 100},
+}
+
+
+@dataclass
+class Options:
+    connections: tuple[int, ...] = (64, 256)
+    runs: int = 3
+    seconds: float = 8.0
+    warmup: float = 3.0
+    servers: tuple[str, ...] = SERVERS
+    workers: int = 1
+    users: int = 50_000
+    backlog: int = 50_000
+    drain_runs: int = 3
+    worker_concurrency: int = 4
+    memory_reservations: int = 100_000
+    redis_requests: int = 200_000
+    out_dir: Path = Path("bench/results")
+    quick: bool = False
+
+    @classmethod
+    def quick_run(cls, out_dir: Path) -> Options:
+        return cls(
+            connections=(64,),
+            runs=1,
+            seconds=1,
+            warmup=1,
+            servers=(DEFAULT_SERVER,),
+            users=500,
+            backlog=500,
+            drain_runs=1,
+            worker_concurrency=2,
+            memory_reservations=2_000,
+            redis_requests=5_000,
+            out_dir=out_dir,
+            quick=True,
+        )
+
+
+@dataclass
+class Run:
+    options: Options
+    platform: BenchPlatform
+    tokens: Path
+    log: Callable[[str], None]
+    results: dict[str, Any] = field(default_factory=dict)
+    checks: list[Check] = field(default_factory=list)
+    sale_counter: int = 0
+
+    def new_sale(self, prefix: str, stock: int) -> str:
+        self.sale_counter += 1
+        return self.platform.sale(f"{prefix}-{self.sale_counter}", stock, **SHOPPER_SPEC)
+
+    def check(self, result: Check) -> None:
+        self.checks.append(result)
+        mark = "ok" if result.ok else "FAILED"
+        self.log(f"    invariants [{result.scenario}]: {mark}: {result.detail}")
+
+    def wrk(self, load: Load) -> WrkResult:
+        return run_wrk(load, uuid.uuid4().hex)
+
+    def measure(
+        self,
+        name: str,
+        make_load: Callable[[int], Load],
+        expected: int,
+        after: Callable[[WrkResult, int], None],
+        server_pids: list[int] | None = None,
+    ) -> dict[str, Any]:
+        """Warm-up, then `runs` timed runs per concurrency, the invariants after each.
+        With `server_pids`, also the server's and Redis's CPU time per answered request."""
+        redis_pids = (
+            [self.platform.redis_server.proc.pid] if self.platform.redis_server.proc else []
+        )
+        by_connections: dict[str, Any] = {}
+        for connections in self.options.connections:
+            load = make_load(connections)
+            warm = self.wrk(dataclasses.replace(load, seconds=self.options.warmup))
+            after(warm, connections)
+            runs = []
+            for _ in range(self.options.runs):
+                cpu_before = (cpu_seconds(server_pids or []), cpu_seconds(redis_pids))
+                result = self.wrk(load)
+                answered = max(1, sum(result.status.values()))
+                server_cpu = cpu_seconds(server_pids or []) - cpu_before[0]
+                redis_cpu = cpu_seconds(redis_pids) - cpu_before[1]
+                runs.append(
+                    result.as_dict()
+                    | {
+                        "errors": result.unexpected(expected),
+                        "load_average": load_average(),
+                        "server_cpu_us_per_request": round(server_cpu * 1e6 / answered, 1),
+                        "redis_cpu_us_per_request": round(redis_cpu * 1e6 / answered, 1),
+                    }
+                )
+                after(result, connections)
+                self.log(
+                    f"  {name} c={connections}: {result.rps:,.0f} req/s, "
+                    f"p50 {result.p50_ms:.1f} ms, p99 {result.p99_ms:.1f} ms, "
+                    f"status {result.status}, errors {runs[-1]['errors']}"
+                )
+            fields = HTTP_FIELDS + (CPU_FIELDS if server_pids else ())
+            by_connections[str(connections)] = summarize(runs, fields)
+        return by_connections
+
+
+def _machine() -> dict[str, Any]:
+    mem_kb = 0
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                mem_kb = int(line.split()[1])
+    except OSError:
+        pass
+    wrk_version = subprocess.run([find_wrk(), "-v"], capture_output=True, text=True).stdout
+    return {
+        "cores": os.cpu_count(),
+        "memory_gb": round(mem_kb / 1024 / 1024, 1),
+        "cpu": _cpu_model(),
+        "kernel": host.release(),
+        "python": sys.version.split()[0],
+        "wrk": wrk_version.splitlines()[0] if wrk_version else "wrk",
+    }
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return host.processor()
+
+
+def http_figures(run: Run, server: str) -> dict[str, Any]:
+    """/healthz, the reservation path and the sold-out path on one server."""
+    p, o = run.platform, run.options
+    env = p.env(FLASHSALE_API_WORKERS=str(o.workers))
+    api = api_server(env, p.workdir / f"api-{server}.log", server, o.workers).start()
+    figures: dict[str, Any] = {}
+    try:
+        run.log(f"{server}: GET /healthz (the framework's ceiling)")
+        figures["healthz"] = run.measure(
+            "healthz",
+            lambda c: Load(api.base + "/healthz", c, o.seconds, method="GET"),
+            200,
+            lambda *_: None,
+            api.pids,
+        )
+
+        run.log(f"{server}: POST reservation (JWT, Idempotency-Key, stock never runs out)")
+        live: dict[str, Any] = {"sale": "", "accepted": 0, "in_flight": 0}
+
+        def reservation_load(connections: int) -> Load:
+            live.update(sale=run.new_sale(f"live-{server}", 100_000_000), accepted=0, in_flight=0)
+            path = f"/v1/sales/{live['sale']}/reservations"
+            return Load(api.base + path, connections, o.seconds, "POST", run.tokens, None, True)
+
+        def reservation_check(result: WrkResult, connections: int) -> None:
+            # Warm-up answers count too: the sale is fresh for each concurrency level.
+            live["accepted"] += result.status.get(202, 0)
+            live["in_flight"] += connections
+            run.check(
+                check_admission(
+                    p.stock.client,
+                    f"reservation/{server}/c{connections}",
+                    live["sale"],
+                    live["accepted"],
+                    live["in_flight"],
+                )
+            )
+            p.stock.client.unlink(scenarios.QUEUE)  # no workers here: drop the task messages
+
+        figures["reservation"] = run.measure(
+            "reservation", reservation_load, 202, reservation_check, api.pids
+        )
+
+        run.log(f"{server}: POST reservation to a sold-out sale (late clicks, no key)")
+        sold_out = run.new_sale(f"soldout-{server}", 0)
+        path = f"/v1/sales/{sold_out}/reservations"
+        figures["sold_out"] = run.measure(
+            "sold_out",
+            lambda c: Load(api.base + path, c, o.seconds, "POST", run.tokens),
+            409,
+            lambda _, c: run.check(
+                check_admission(p.stock.client, f"sold_out/{server}/c{c}", sold_out, 0)
+            ),
+            api.pids,
+        )
+    finally:
+        api.stop()
+    for sale in p.sales:
+        if sale.startswith(("live-", "soldout-")):
+            p.drop_sale_keys(sale)
+    return figures
+
+
+def sql_baseline(run: Run, server: str) -> dict[str, Any]:
+    """The classic row-lock design on the same PostgreSQL, same server and workers."""
+    baseline_on_path()
+    import sql_baseline as baseline  # type: ignore[import-not-found]  # bench/, a script dir
+
+    p, o = run.platform, run.options
+    env = p.env(FLASHSALE_API_WORKERS=str(o.workers))
+    srv = baseline_server(env, p.workdir / "baseline.log", server, o.workers).start()
+    state: dict[str, Any] = {"sale": "", "stock": 100_000_000}
+    try:
+        run.log(f"{server}: SQL row-lock baseline (SELECT FOR UPDATE, UPDATE, INSERT, commit)")
+
+        def baseline_load(connections: int) -> Load:
+            state["sale"] = f"baseline-{connections}"
+            baseline.prepare(p.database_url, state["sale"], state["stock"])
+            path = f"/v1/sales/{state['sale']}/reservations"
+            return Load(srv.base + path, connections, o.seconds, "POST", run.tokens)
+
+        def baseline_check(_: WrkResult, connections: int) -> None:
+            left, sold = baseline.figures(p.database_url, str(state["sale"]))
+            ok = left >= 0 and left + sold == state["stock"]
+            detail = "stock adds up" if ok else f"OVERSOLD or lost: {left} left, {sold} sold"
+            figures = {"left": left, "sold": sold}
+            run.check(Check(f"sql_baseline/{server}/c{connections}", ok, detail, figures))
+
+        return run.measure("sql baseline", baseline_load, 202, baseline_check, srv.pids)
+    finally:
+        srv.stop()
+
+
+def redis_ceiling(run: Run) -> dict[str, Any]:
+    run.log("redis-benchmark: EVALSHA reserve.lua (Redis's own ceiling)")
+    o = run.options
+    sale = run.new_sale("redis-ceiling", 1_000_000_000)
+    figures: dict[str, Any] = {}
+    for connections in o.connections:
+        runs = []
+        for _ in range(o.runs):
+            result = scenarios.redis_ceiling(run.platform, sale, connections, o.redis_requests, 16)
+            runs.append(result | {"load_average": load_average()})
+            run.log(f"  redis c={connections} P=16: {result['rps']:,.0f} calls/s")
+        figures[str(connections)] = summarize(runs, ("rps", "p50_ms", "p99_ms"))
+    run.platform.drop_sale_keys(sale)
+    return figures
+
+
+def worker_drain(run: Run) -> dict[str, Any]:
+    p, o = run.platform, run.options
+    run.log(f"workers: drain a backlog of {o.backlog:,} reservations into PostgreSQL")
+    runs = []
+    env = p.env(
+        FLASHSALE_ORDERS_PER_SECOND="1000000",  # no pacing: how fast can they go
+        FLASHSALE_WORKER_CONCURRENCY=str(o.worker_concurrency),
+    )
+    for i in range(o.drain_runs):
+        sale = run.platform.sale(f"drain-{i}-{uuid.uuid4().hex[:6]}", o.backlog, **SHOPPER_SPEC)
+        order_ids = scenarios.create_backlog(p, sale, o.backlog)
+        worker = worker_process(env, p.workdir / f"worker-{i}.log", o.worker_concurrency)
+        started = time.monotonic()
+        worker.start()
+        try:
+            timing = scenarios.wait_for_drain(
+                p.database_url, sale, o.backlog, started, timeout=max(120.0, o.backlog / 100)
+            )
+            # Give the last acknowledgements (after each commit) a moment to land.
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and p.stock.client.zcard(f"fs:{{{sale}}}:outbox"):
+                time.sleep(0.1)
+        finally:
+            worker.stop()
+        run.check(check_persisted(p.stock.client, p.sessions, "worker_drain", sale, order_ids))
+        runs.append(timing.as_dict() | {"load_average": load_average()})
+        run.log(f"  drain: {runs[-1]['orders_per_second']:,.0f} orders/s")
+        p.drop_sale_keys(sale)
+    drain = summarize(runs, ("orders_per_second",))
+
+    run.log("PostgreSQL: the same rows in one COPY / one multi-row INSERT (its ceiling)")
+    ceiling_sale = run.platform.sale(f"ceiling-{uuid.uuid4().hex[:6]}", 1, **SHOPPER_SPEC)
+    ceiling_runs = []
+    for _ in range(o.drain_runs):
+        result = scenarios.insert_ceiling(p.database_url, ceiling_sale, o.backlog)
+        ceiling_runs.append(result | {"load_average": load_average()})
+        run.log(f"  insert ceiling: {result['rows_per_second']:,.0f} rows/s")
+    ceiling = summarize(
+        ceiling_runs, ("rows_per_second", "copy_rows_per_second", "insert_rows_per_second")
+    )
+    return {"drain": drain, "insert_ceiling": ceiling, "backlog": o.backlog}
+
+
+def redis_memory(run: Run) -> dict[str, Any]:
+    count = run.options.memory_reservations
+    run.log(f"Redis memory over {count:,} live reservations")
+    sale = run.new_sale("memory", count)
+    result = scenarios.memory_per_reservation(run.platform, sale, count)
+    run.log(f"  {result['bytes_per_reservation']:,.0f} bytes per live reservation")
+    run.platform.drop_sale_keys(sale)
+    return result
+
+
+def run_benchmark(options: Options, log: Callable[[str], None] = print) -> Path:
+    """Run every figure; write JSON, Markdown and charts; return the JSON's path.
+    Raises SystemExit(1) after writing them when any invariant failed."""
+    find_wrk()
+    scenarios.find_redis_benchmark()
+    started = datetime.now(UTC)
+    platform = BenchPlatform.start()
+    try:
+        run = Run(options, platform, Path(), log)
+        # The ratios are taken on the shipped default server when it was measured.
+        server = DEFAULT_SERVER if DEFAULT_SERVER in options.servers else options.servers[0]
+        run.tokens = write_tokens(platform.workdir / "tokens.txt", JWT_SECRET, options.users)
+        results: dict[str, Any] = {
+            "started_at": started.isoformat(timespec="seconds"),
+            "quick": options.quick,
+            "machine": _machine(),
+            "settings": {
+                "connections": list(options.connections),
+                "runs": options.runs,
+                "seconds_per_run": options.seconds,
+                "warmup_seconds": options.warmup,
+                "api_workers": options.workers,
+                "servers": list(options.servers),
+                "default_server": server,
+                "users": options.users,
+                "load_generator": "wrk, bench/wrk/flashsale.lua",
+            },
+            "load_average_at_start": load_average(),
+        }
+        servers: dict[str, Any] = {}
+        for name in options.servers:
+            servers[name] = http_figures(run, name)
+        results["servers"] = servers
+        results["sql_baseline"] = sql_baseline(run, server)
+        results["redis_ceiling"] = redis_ceiling(run)
+        results |= worker_drain(run)
+        results["redis_memory"] = redis_memory(run)
+        results["invariants"] = {
+            "ok": all(c.ok for c in run.checks),
+            "checks": [c.as_dict() for c in run.checks],
+        }
+        results["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+        results["load_average_at_end"] = load_average()
+        stamp = started.strftime("%Y-%m-%dT%H%MZ") + ("-quick" if options.quick else "")
+        path = write_report(results, options.out_dir, stamp)
+    finally:
+        platform.close()
+    log(f"results: {path}")
+    if not results["invariants"]["ok"]:
+        failed = [c for c in run.checks if not c.ok]
+        for check in failed:
+            log(f"INVARIANT BROKEN in {check.scenario}: {check.detail}")
+        log("BENCHMARK FAILED: the design's invariants did not hold (see above)")
+        raise SystemExit(1)
+    return path
+
+
+def main_json(path: Path) -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads(path.read_text())
+    return loaded

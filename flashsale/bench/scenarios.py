@@ -1,0 +1,239 @@
+"""The figures outside HTTP: Redis's own ceiling, worker drain against PostgreSQL's insert
+ceiling, and Redis memory per live reservation."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+import redis
+
+from flashsale.bench.platform import BenchPlatform
+from flashsale.stock import lua_source, reserve_call
+from flashsale.worker.message import persist_message
+
+QUEUE = "flashsale.orders"
+
+
+class ToolMissing(RuntimeError):
+    pass
+
+
+def find_redis_benchmark() -> str:
+    found = shutil.which("redis-benchmark")
+    if not found:
+        raise ToolMissing(
+            "redis-benchmark not found: install it (Debian/Ubuntu: apt-get install "
+            "redis-tools), or run `make bench`, which installs it with apt-get when root"
+        )
+    return found
+
+
+def reserve_sha(client: redis.Redis) -> str:
+    sha: str = client.script_load(lua_source("reserve"))
+    return sha
+
+
+def redis_ceiling(
+    platform: BenchPlatform, sale: str, connections: int, requests: int, pipeline: int
+) -> dict[str, float]:
+    """redis-benchmark calling reserve.lua with EVALSHA: users and order ids vary per
+    call, each call pushes a task message of the API's size, as the API's calls do."""
+    client = platform.stock.client
+    sha = reserve_sha(client)
+    user = "rb-__rand_int__"
+    order = "__rand_int__"
+    keys, args = reserve_call(
+        sale, user, 1, order, None, QUEUE, persist_message(sale, str(uuid.uuid4()), QUEUE)
+    )
+    port = str(platform.redis_server.port)
+    cmd = [
+        find_redis_benchmark(),
+        "-h",
+        "127.0.0.1",
+        "-p",
+        port,
+        "-c",
+        str(connections),
+        "-n",
+        str(requests),
+        "-P",
+        str(pipeline),
+        "-r",
+        "1000000000",
+        "--csv",
+        "EVALSHA",
+        sha,
+        str(len(keys)),
+        *keys,
+        *(a.decode() if isinstance(a, bytes) else str(a) for a in args),
+    ]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"redis-benchmark failed: {done.stderr[-2000:]}")
+    # The test name column holds the whole command (quotes and commas included): read
+    # the seven figures from the right of the last line.
+    lines = [ln for ln in done.stdout.splitlines() if ln.strip()]
+    if len(lines) < 2:
+        raise RuntimeError(f"redis-benchmark printed nothing:\n{done.stdout[-2000:]}")
+    figures = [float(v.strip('"')) for v in lines[-1].rsplit(",", 7)[1:]]
+    row = dict(zip(lines[0].rsplit(",", 7)[1:], figures, strict=True))
+    row = {k.strip('"'): v for k, v in row.items()}
+    client.unlink(QUEUE)
+    return {
+        "rps": float(row["rps"]),
+        "p50_ms": float(row["p50_latency_ms"]),
+        "p99_ms": float(row["p99_latency_ms"]),
+    }
+
+
+def create_backlog(platform: BenchPlatform, sale: str, count: int) -> set[str]:
+    """`count` accepted reservations, each with its task message on the queue, made by
+    the reserve script exactly as the API makes them (script handoff), 1,000 a round trip."""
+    client = platform.stock.client
+    sha = reserve_sha(client)
+    order_ids: set[str] = set()
+    for start in range(0, count, 1000):
+        pipe = client.pipeline(transaction=False)
+        for i in range(start, min(count, start + 1000)):
+            order_id = str(uuid.uuid4())
+            order_ids.add(order_id)
+            keys, args = reserve_call(
+                sale,
+                f"backlog-{i}",
+                1,
+                order_id,
+                None,
+                QUEUE,
+                persist_message(sale, order_id, QUEUE),
+            )
+            pipe.evalsha(sha, len(keys), *keys, *args)
+        for reply in pipe.execute():
+            if reply[0] != b"ok":
+                raise RuntimeError(f"backlog reservation refused: {reply!r}")
+    return order_ids
+
+
+def count_orders(database_url: str, sale: str) -> int:
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute("SELECT count(*) FROM orders WHERE sale = %s", (sale,)).fetchone()
+    return int(row[0]) if row else 0
+
+
+@dataclass
+class DrainTiming:
+    orders: int
+    seconds: float  # from the first order in SQL to the last
+    wall_seconds: float  # from the worker's start, including its start-up
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "orders": self.orders,
+            "seconds": round(self.seconds, 3),
+            "wall_seconds": round(self.wall_seconds, 3),
+            "orders_per_second": round(self.orders / self.seconds, 1) if self.seconds else 0.0,
+        }
+
+
+def wait_for_drain(
+    database_url: str, sale: str, expected: int, started: float, timeout: float
+) -> DrainTiming:
+    first_at: float | None = None
+    first_count = 0
+    deadline = started + timeout
+    while time.monotonic() < deadline:
+        count = count_orders(database_url, sale)
+        now = time.monotonic()
+        if count and first_at is None:
+            first_at, first_count = now, count
+        if count >= expected:
+            assert first_at is not None
+            # Orders already there at the first look count from the worker's start.
+            span = now - first_at
+            persisted = expected - first_count
+            seconds = span * expected / persisted if persisted else now - started
+            return DrainTiming(expected, seconds, now - started)
+        time.sleep(0.1)
+    raise RuntimeError(
+        f"workers persisted {count_orders(database_url, sale)} of {expected} orders "
+        f"within {timeout}s"
+    )
+
+
+def _ceiling_rows(sale: str, count: int) -> Iterator[tuple[Any, ...]]:
+    now = datetime.now(UTC)
+    expires = now + timedelta(minutes=10)
+    for i in range(count):
+        yield (uuid.uuid4(), sale, f"copy-{i}", 1, "pending_payment", now, expires)
+
+
+def insert_ceiling(database_url: str, sale: str, count: int) -> dict[str, float]:
+    """The same order rows written by PostgreSQL's fastest path (one COPY, one commit),
+    and by one multi-row INSERT ... SELECT; then removed again."""
+    columns = "id, sale, user_id, quantity, status, reserved_at, expires_at"
+    with psycopg.connect(database_url) as conn:
+        started = time.perf_counter()
+        with conn.cursor() as cur, cur.copy(f"COPY orders ({columns}) FROM STDIN") as copy:
+            for row in _ceiling_rows(sale, count):
+                copy.write_row(row)
+        conn.commit()
+        copy_seconds = time.perf_counter() - started
+        conn.execute("DELETE FROM orders WHERE sale = %s", (sale,))
+        conn.commit()
+        started = time.perf_counter()
+        conn.execute(
+            f"INSERT INTO orders ({columns}) "
+            "SELECT gen_random_uuid(), %s, 'insert-' || i, 1, 'pending_payment', now(), "
+            "now() + interval '10 minutes' FROM generate_series(1, %s) AS i",
+            (sale, count),
+        )
+        conn.commit()
+        insert_seconds = time.perf_counter() - started
+        conn.execute("DELETE FROM orders WHERE sale = %s", (sale,))
+        conn.commit()
+    return {
+        "copy_rows_per_second": round(count / copy_seconds, 1),
+        "insert_rows_per_second": round(count / insert_seconds, 1),
+        "rows_per_second": round(count / min(copy_seconds, insert_seconds), 1),
+    }
+
+
+def memory_per_reservation(platform: BenchPlatform, sale: str, count: int) -> dict[str, float]:
+    """Redis `used_memory` before and after `count` live reservations made as the API
+    makes them (with an Idempotency-Key and the task message on the queue)."""
+    client = platform.stock.client
+    sha = reserve_sha(client)
+    client.unlink(QUEUE)
+    before = int(client.info("memory")["used_memory"])
+    for start in range(0, count, 1000):
+        pipe = client.pipeline(transaction=False)
+        for i in range(start, min(count, start + 1000)):
+            order_id = str(uuid.uuid4())
+            keys, args = reserve_call(
+                sale,
+                f"mem-{i}",
+                1,
+                order_id,
+                f"key-{i}",
+                QUEUE,
+                persist_message(sale, order_id, QUEUE),
+            )
+            pipe.evalsha(sha, len(keys), *keys, *args)
+        pipe.execute()
+    after = int(client.info("memory")["used_memory"])
+    queue_bytes = int(client.memory_usage(QUEUE, samples=0) or 0)
+    client.unlink(QUEUE)
+    total = (after - before) / count
+    return {
+        "reservations": count,
+        "bytes_per_reservation": round(total, 1),
+        "of_which_task_message": round(queue_bytes / count, 1),
+        "bytes_without_task_message": round(total - queue_bytes / count, 1),
+    }
