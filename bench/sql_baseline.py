@@ -40,6 +40,9 @@ CREATE TABLE IF NOT EXISTS baseline_orders (
 """
 
 POOL_SIZE = int(os.environ.get("BASELINE_POOL_SIZE", "16"))
+# "on" (PostgreSQL's default: a purchase is answered once its commit is on disk) or "off"
+# (answered before the flush; a crash may forget the last purchases), to show both.
+SYNCHRONOUS_COMMIT = os.environ.get("BASELINE_SYNCHRONOUS_COMMIT", "on")
 
 
 def prepare(database_url: str, sale: str, stock: int) -> None:
@@ -75,7 +78,11 @@ class Pool:
 
     async def open(self) -> None:
         for _ in range(self.size):
-            self._idle.put_nowait(await psycopg.AsyncConnection.connect(self.url))
+            conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True)
+            await conn.execute(
+                "SELECT set_config('synchronous_commit', %s, false)", (SYNCHRONOUS_COMMIT,)
+            )
+            self._idle.put_nowait(conn)
 
     async def close(self) -> None:
         while not self._idle.empty():

@@ -1,0 +1,64 @@
+"""`flashsale bench --quick`: the whole runner end to end, as a smoke run."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import FLASHSALE
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("wrk") is None,
+    reason="wrk not installed (apt-get install wrk; `make bench` installs it when root)",
+)
+
+
+def test_quick_run_writes_every_figure_and_checks_invariants(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLASHSALE_")}
+    done = subprocess.run(
+        [FLASHSALE, "--log-level", "WARNING", "bench", "--quick", "--out", str(tmp_path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=170,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    [result_file] = list(tmp_path.glob("*.json"))
+    results = json.loads(result_file.read_text())
+
+    default = results["settings"]["default_server"]
+    for figure in ("healthz", "reservation", "sold_out"):
+        level = results["servers"][default][figure]["64"]
+        assert level["rps"]["median"] > 0
+        assert level["p99_ms"]["median"] >= level["p50_ms"]["median"] > 0
+        assert level["errors"]["max"] == 0
+        assert len(level["runs"]) == results["settings"]["runs"]
+    for baseline in ("sql_baseline", "sql_baseline_async_commit"):
+        assert results[baseline]["64"]["rps"]["median"] > 0
+    assert results["drain"]["orders_per_second"]["median"] > 0
+    assert results["insert_ceiling"]["rows_per_second"]["median"] > 0
+    assert results["redis_memory"]["bytes_per_reservation"] > 0
+    ratios = results["ratios"]["64"]
+    assert ratios["reservation_vs_sql_throughput"] > 0
+    assert {t["target"] for t in results["targets"]} >= {
+        "reservation_vs_healthz",
+        "sold_out_vs_healthz",
+        "drain_vs_insert_ceiling",
+    }
+
+    invariants = results["invariants"]
+    assert invariants["ok"] is True
+    scenarios = {check["scenario"].split("/")[0] for check in invariants["checks"]}
+    assert scenarios == {"reservation", "sold_out", "sql_baseline", "worker_drain"}
+    drained = next(c for c in invariants["checks"] if c["scenario"] == "worker_drain")
+    assert drained["figures"]["order_rows"] == drained["figures"]["reservations"] > 0
+
+    table = (tmp_path / results["table"]).read_text()
+    assert "SQL row-lock baseline" in table and "## Targets" in table
+    for chart in results["charts"]:
+        assert (tmp_path / chart).read_bytes().startswith(b"\x89PNG")
