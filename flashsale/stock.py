@@ -176,7 +176,9 @@ class AsyncStock:
         self._flushes.add(task)  # keep a reference until it is done
         task.add_done_callback(self._flushes.discard)
 
-    async def _flush(self, batch: list[tuple[list[str], list[Any], asyncio.Future[Any]]]) -> None:
+    async def _flush(
+        self, batch: list[tuple[list[str], list[Any], asyncio.Future[Any]]], reloaded: bool = False
+    ) -> None:
         try:
             replies = await self._send_batch(batch)
         except Exception as exc:  # noqa: BLE001 - every waiting request gets the error
@@ -185,17 +187,26 @@ class AsyncStock:
         except BaseException:
             _fail(batch, redis.ConnectionError("the reservation call was cancelled"))
             raise
-        for (keys, args, future), reply in zip(batch, replies, strict=True):
+        unloaded = []
+        for item, reply in zip(batch, replies, strict=True):
+            future = item[2]
             if future.done():  # the request was cancelled (client went away)
                 continue
-            if isinstance(reply, NoScriptError):
-                # Redis lost its script cache (restart, failover): the script did not
-                # run, so run it again through Script, which loads it first.
-                self._retry(keys, args, future)
+            if isinstance(reply, NoScriptError) and not reloaded:
+                unloaded.append(item)
             elif isinstance(reply, Exception):
                 future.set_exception(reply)
             else:
                 future.set_result(reply)
+        if unloaded:
+            # Redis lost its script cache (restart, failover): those calls did not run.
+            # Load the script once and send them again.
+            try:
+                await self.client.script_load(self._reserve.script)
+            except Exception as exc:  # noqa: BLE001 - handed to the waiting requests
+                _fail(unloaded, exc)
+                return
+            await self._flush(unloaded, reloaded=True)
 
     async def _send_batch(
         self, batch: list[tuple[list[str], list[Any], asyncio.Future[Any]]]
@@ -222,21 +233,6 @@ class AsyncStock:
             raise
         finally:
             await pool.release(conn)
-
-    def _retry(self, keys: list[str], args: list[Any], future: asyncio.Future[Any]) -> None:
-        async def again() -> None:
-            try:
-                reply = await self._reserve(keys=keys, args=args)
-            except Exception as exc:  # noqa: BLE001 - handed to the waiting request
-                if not future.done():
-                    future.set_exception(exc)
-                return
-            if not future.done():
-                future.set_result(reply)
-
-        task = asyncio.ensure_future(again())
-        self._flushes.add(task)
-        task.add_done_callback(self._flushes.discard)
 
 
 class Stock:

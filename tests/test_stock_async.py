@@ -1,0 +1,85 @@
+"""AsyncStock, the API's path to reserve.lua: calls of one event-loop tick share one
+round trip, and each still gets its own answer."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import Counter
+
+import pytest
+import redis
+import redis.asyncio
+
+from flashsale.embedded import free_port
+from flashsale.stock import AsyncStock, Outcome
+from tests.conftest import Platform
+
+
+@pytest.fixture
+async def fast_stock(platform: Platform):  # type: ignore[no-untyped-def]
+    client = redis.asyncio.Redis.from_url(platform.redis_url)
+    yield AsyncStock(client)
+    await client.aclose()
+
+
+async def test_concurrent_calls_get_their_own_results(
+    platform: Platform, fast_stock: AsyncStock
+) -> None:
+    sale = platform.sale(stock=50, perUserLimit=2)
+    calls = [(f"user-{i % 120}", str(uuid.uuid4())) for i in range(300)]
+    results = await asyncio.gather(
+        *(fast_stock.reserve(sale, user, 1, order) for user, order in calls)
+    )
+    outcomes = Counter(r.outcome for r in results)
+    assert outcomes == {Outcome.ACCEPTED: 50, Outcome.SOLD_OUT: 250}
+    for (user, order), result in zip(calls, results, strict=True):
+        if result.outcome is Outcome.ACCEPTED:
+            # Its own order id, recorded for its own user.
+            assert result.order_id == order
+            stored = platform.stock.client.hget(f"fs:{{{sale}}}:r:{order}", "user")
+            assert stored == user.encode()
+    assert platform.remaining(sale) == 0
+
+
+async def test_mixed_answers_in_one_batch(platform: Platform, fast_stock: AsyncStock) -> None:
+    open_sale = platform.sale(stock=5, perUserLimit=1)
+    paused = platform.sale(stock=5, paused=True)
+    order = str(uuid.uuid4())
+    results = await asyncio.gather(
+        fast_stock.reserve(open_sale, "ann", 1, order),
+        fast_stock.reserve(paused, "ann", 1, str(uuid.uuid4())),
+        fast_stock.reserve("no-such-sale", "ann", 1, str(uuid.uuid4())),
+        fast_stock.reserve(open_sale, "ann", 1, str(uuid.uuid4())),
+    )
+    assert [r.outcome for r in results] == [
+        Outcome.ACCEPTED,
+        Outcome.PAUSED,
+        Outcome.UNKNOWN_SALE,
+        Outcome.LIMIT_REACHED,
+    ]
+    assert results[0].order_id == order
+
+
+async def test_script_cache_flushed_mid_sale(platform: Platform, fast_stock: AsyncStock) -> None:
+    sale = platform.sale(stock=10, perUserLimit=10)
+    assert (await fast_stock.reserve(sale, "bo", 1, str(uuid.uuid4()))).outcome is Outcome.ACCEPTED
+    platform.stock.client.script_flush()  # as after a Redis restart or failover
+    results = await asyncio.gather(
+        *(fast_stock.reserve(sale, "bo", 1, str(uuid.uuid4())) for _ in range(4))
+    )
+    assert {r.outcome for r in results} == {Outcome.ACCEPTED}
+    assert platform.remaining(sale) == 5
+
+
+async def test_redis_down_fails_every_call_of_the_batch() -> None:
+    client = redis.asyncio.Redis.from_url(
+        f"redis://127.0.0.1:{free_port()}/0", socket_connect_timeout=1
+    )
+    stock = AsyncStock(client)
+    results = await asyncio.gather(
+        *(stock.reserve("s", f"u{i}", 1, str(uuid.uuid4())) for i in range(5)),
+        return_exceptions=True,
+    )
+    assert all(isinstance(r, redis.ConnectionError) for r in results), results
+    await client.aclose()
