@@ -155,6 +155,33 @@ class Cluster:
         await self.request("DELETE", self.path(name))
 
 
+VERBS = {"FETCH": "get", "LIST": "list", "WATCH": "watch", "CREATE": "create", "UPDATE": "patch"}
+VERBS["DELETE"] = "delete"
+
+# The Role the chart grants the operator (the interface agreed with the chart).
+GRANTED: dict[tuple[str, str, str | None], set[str]] = {
+    ("flashsale.dev", "flashsales", None): {"get", "list", "watch", "patch"},
+    ("flashsale.dev", "flashsales", "status"): {"get", "patch"},
+    ("", "events", None): {"create", "patch"},
+    ("events.k8s.io", "events", None): {"create", "patch"},
+    ("apps", "deployments", None): {"get", "patch"},
+}
+
+
+def operator_requests(emulator: ClusterEmulator) -> dict[tuple[str, str, str | None], set[str]]:
+    """(group, plural, subresource) -> verbs the operator used: every resource request
+    not sent by the tests themselves (they use httpx; kopf and the operator aiohttp)."""
+    used: dict[tuple[str, str, str | None], set[str]] = {}
+    for request in list(emulator):  # iterating a kmock handler yields its requests
+        if request.resource is None or request.resource.plural is None or not request.action:
+            continue  # discovery: open to every authenticated client
+        if "httpx" in request.headers.get("User-Agent", ""):
+            continue
+        key = (request.resource.group, request.resource.plural, request.subresource)
+        used.setdefault(key, set()).add(VERBS[request.action.name])
+    return used
+
+
 @dataclass
 class Operator:
     """`flashsale operator` as the container runs it, output in a log file."""

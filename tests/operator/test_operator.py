@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import jsonschema
+import kmock
 
 from flashsale.keys import SaleKeys
 from flashsale.orders import persist_reservation
@@ -18,12 +19,15 @@ from flashsale.stock import Outcome
 from tests.conftest import Platform
 from tests.operator.conftest import (
     API,
+    DEPLOYMENTS,
+    GRANTED,
     REFRESH,
     WORKER,
     Cluster,
     Operator,
     crd_version,
     eventually,
+    operator_requests,
 )
 
 StartOperator = Callable[..., Awaitable[Operator]]
@@ -256,3 +260,19 @@ async def test_deleting_a_sale_ends_it_and_removes_its_keys_after_in_flight_orde
     assert {o["status"] for o in platform.orders(sale_name)} == {"pending_payment"}
     assert len(platform.orders(sale_name)) == 2  # orders stay in SQL
     await eventually(lambda: cluster.replicas(API) == 1)  # the last sale is gone
+
+    # Everything above stayed within the chart's least-privilege Role.
+    used = operator_requests(cluster.emulator)
+    assert set(used) <= set(GRANTED), used
+    assert {("", "events", None), ("flashsale.dev", "flashsales", "status")} <= set(used)
+    for resource, verbs in used.items():
+        assert verbs <= GRANTED[resource], (resource, verbs)
+    scaled = [
+        r
+        for r in list(cluster.emulator)
+        if r.resource == DEPLOYMENTS and r.action == kmock.action.UPDATE
+    ]
+    assert scaled and all(
+        r.data == {"spec": {"replicas": r.data["spec"]["replicas"]}} for r in scaled
+    )
+    assert all(r.headers["Content-Type"] == "application/merge-patch+json" for r in scaled)
