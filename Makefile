@@ -47,3 +47,20 @@ chart-test: k8s-tools  ## helm lint, helm template, manifest and CRD validation
 
 e2e-kind: k8s-tools  ## kind cluster, image, chart, a sale, one purchase, kubectl get fs
 	FLASHSALE_K8S_BIN=$(CURDIR)/$(VENV)/k8s-bin scripts/e2e-kind.sh
+
+.PHONY: bench
+# The benchmark of BENCHMARKS.md (about 12 minutes); BENCH_ARGS="--quick" for a smoke run.
+# It drives load with wrk and measures Redis with redis-benchmark: installed here with
+# apt-get when missing and running as root, otherwise it says how to get them.
+bench: install  ## benchmarks vs the SQL row-lock design and the ceilings (BENCHMARKS.md)
+	@if ! command -v wrk >/dev/null || ! command -v redis-benchmark >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && apt-get install -y -qq wrk redis-tools; \
+	  else \
+	    echo "make bench needs wrk and redis-benchmark:"; \
+	    echo "  Debian/Ubuntu: sudo apt-get install wrk redis-tools"; \
+	    echo "  macOS: brew install wrk redis"; \
+	    exit 1; \
+	  fi; \
+	fi
+	$(BIN)/flashsale --log-level WARNING bench $(BENCH_ARGS)
