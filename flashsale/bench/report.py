@@ -24,7 +24,7 @@ def _median(figure: dict[str, Any], field: str) -> float:
 
 def ratios(results: dict[str, Any]) -> dict[str, dict[str, float]]:
     default = results["servers"][results["settings"]["default_server"]]
-    drain = _median(results["drain"], "orders_per_second")
+    drain = float(results["drain"]["overall"]["orders_per_second"])
     ceiling = _median(results["insert_ceiling"], "rows_per_second")
     out: dict[str, dict[str, float]] = {}
     for level in default["reservation"]:
@@ -113,7 +113,9 @@ def markdown(results: dict[str, Any]) -> str:
     lines += [
         "",
         f"Worker drain of {results['backlog']:,} reservations: "
-        f"{_cell(d, 'orders_per_second')} orders/s; PostgreSQL insert ceiling for the same "
+        f"{d['overall']['orders_per_second']:,.0f} orders/s from the first order to the last "
+        f"(three slices of the backlog: {_cell(d, 'orders_per_second')}); "
+        "PostgreSQL insert ceiling for the same "
         f"rows: {_cell(c, 'rows_per_second')} rows/s (COPY {_cell(c, 'copy_rows_per_second')}, "
         f"multi-row INSERT {_cell(c, 'insert_rows_per_second')}).",
         "",
@@ -131,7 +133,7 @@ def markdown(results: dict[str, Any]) -> str:
     ]
     names = next(iter(results["ratios"].values())).keys()
     for name in names:
-        cells = " | ".join(f"{r[name]:.2f}" for r in results["ratios"].values())
+        cells = " | ".join(f"{r[name]:.3g}" for r in results["ratios"].values())
         lines.append(f"| {name} | {cells} |")
     lines += ["", "## Targets", "", "| target | connections | goal | value | met |"]
     lines.append("|---|---|---|---|---|")
@@ -139,7 +141,7 @@ def markdown(results: dict[str, Any]) -> str:
         goal = ("≤ " if t["target"] == "reservation_p99_vs_sql_p99" else "≥ ") + f"{t['goal']:g}"
         verdict = "yes" if t["met"] else "**no**"
         lines.append(
-            f"| {t['what']} | {t['connections']} | {goal} | {t['value']:.2f} | {verdict} |"
+            f"| {t['what']} | {t['connections']} | {goal} | {t['value']:.3g} | {verdict} |"
         )
     if len(results["servers"]) > 1:
         lines += ["", "## ASGI servers, same app, same run", ""]

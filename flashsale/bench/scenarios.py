@@ -128,38 +128,55 @@ def count_orders(database_url: str, sale: str) -> int:
 
 
 @dataclass
-class DrainTiming:
-    orders: int
-    seconds: float  # from the first order in SQL to the last
-    wall_seconds: float  # from the worker's start, including its start-up
+class Drain:
+    """How the order count in SQL grew while workers drained a backlog."""
 
-    def as_dict(self) -> dict[str, Any]:
+    expected: int
+    started: float  # the workers' start (monotonic)
+    samples: list[tuple[float, int]]  # (monotonic time, orders in SQL)
+
+    def segments(self, parts: int) -> list[dict[str, Any]]:
+        """Orders per second in `parts` consecutive, equal slices of the backlog (after
+        the first order appeared, so worker start-up is not counted)."""
+        first_at, first_count = next((t, c) for t, c in self.samples if c > 0)
+        bounds = [first_count + (self.expected - first_count) * i // parts for i in range(1, parts)]
+        bounds.append(self.expected)
+        out, t0, c0 = [], first_at, first_count
+        for bound in bounds:
+            t1, c1 = next((t, c) for t, c in self.samples if c >= bound)
+            seconds = max(t1 - t0, 1e-3)
+            out.append(
+                {
+                    "orders": c1 - c0,
+                    "seconds": round(seconds, 3),
+                    "orders_per_second": round((c1 - c0) / seconds, 1),
+                }
+            )
+            t0, c0 = t1, c1
+        return out
+
+    def overall(self) -> dict[str, float]:
+        first_at, first_count = next((t, c) for t, c in self.samples if c > 0)
+        last_at = self.samples[-1][0]
+        seconds = max(last_at - first_at, 1e-3)
         return {
-            "orders": self.orders,
-            "seconds": round(self.seconds, 3),
-            "wall_seconds": round(self.wall_seconds, 3),
-            "orders_per_second": round(self.orders / self.seconds, 1) if self.seconds else 0.0,
+            "orders": self.expected,
+            "seconds": round(seconds, 3),
+            "wall_seconds_with_startup": round(last_at - self.started, 3),
+            "orders_per_second": round((self.expected - first_count) / seconds, 1),
         }
 
 
 def wait_for_drain(
     database_url: str, sale: str, expected: int, started: float, timeout: float
-) -> DrainTiming:
-    first_at: float | None = None
-    first_count = 0
+) -> Drain:
+    drain = Drain(expected, started, [])
     deadline = started + timeout
     while time.monotonic() < deadline:
         count = count_orders(database_url, sale)
-        now = time.monotonic()
-        if count and first_at is None:
-            first_at, first_count = now, count
+        drain.samples.append((time.monotonic(), count))
         if count >= expected:
-            assert first_at is not None
-            # Orders already there at the first look count from the worker's start.
-            span = now - first_at
-            persisted = expected - first_count
-            seconds = span * expected / persisted if persisted else now - started
-            return DrainTiming(expected, seconds, now - started)
+            return drain
         time.sleep(0.1)
     raise RuntimeError(
         f"workers persisted {count_orders(database_url, sale)} of {expected} orders "
