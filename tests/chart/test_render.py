@@ -386,3 +386,17 @@ def test_names_follow_the_release(render: Render) -> None:
     assert rendered.maybe("Deployment", "tv-api") is not None
     role = rendered.get("Role", "tv-operator")
     assert role["rules"][-1]["resourceNames"] == ["tv-api", "tv-worker"]
+
+
+def test_existing_secrets_only_means_no_generated_secret(render: Render) -> None:
+    rendered = render("existing-secrets-values.yaml")
+    assert not rendered.all("Secret")
+    env = env_of(container(rendered.get("Deployment", name("api"))))
+    assert env["FLASHSALE_JWT_SECRET"] == ("shop-jwt", "jwt-secret")
+    assert env["FLASHSALE_REDIS_URL"] == ("shop-redis", "redis-url")
+    assert env["FLASHSALE_BROKER_URL"] == ("shop-broker", "broker-url")
+    assert env["FLASHSALE_DATABASE_URL"] == ("shop-database", "database-url")
+    for obj in workloads(rendered):
+        for box in pod_spec(obj)["containers"]:
+            for value in env_of(box).values():
+                assert not (isinstance(value, tuple) and value[0] == SECRET)

@@ -200,7 +200,10 @@ imagePullSecrets:
 
 {{/* True when the chart's own Secret has anything to hold. */}}
 {{- define "flashsale.needsSecret" -}}
-{{- if or (not .Values.jwt.existingSecret) .Values.redis.enabled .Values.postgresql.enabled .Values.redis.external.url .Values.postgresql.external.url .Values.broker.url -}}
+{{- $redisUrl := and .Values.redis.external.url (not .Values.redis.external.existingSecret) }}
+{{- $databaseUrl := and .Values.postgresql.external.url (not .Values.postgresql.external.existingSecret) }}
+{{- $brokerUrl := and .Values.broker.url (not .Values.broker.existingSecret) }}
+{{- if or (not .Values.jwt.existingSecret) .Values.redis.enabled .Values.postgresql.enabled $redisUrl $databaseUrl $brokerUrl -}}
 true
 {{- end }}
 {{- end }}
