@@ -52,14 +52,24 @@ class Crowd:
         self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> Crowd:
-        connector = aiohttp.TCPConnector(limit=self.connections)
-        timeout = aiohttp.ClientTimeout(total=30)
-        self._session = aiohttp.ClientSession(self.base_url, connector=connector, timeout=timeout)
+        self._open()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         if self._session:
             await self._session.close()
+
+    def _open(self) -> None:
+        connector = aiohttp.TCPConnector(limit=self.connections)
+        timeout = aiohttp.ClientTimeout(total=30)
+        self._session = aiohttp.ClientSession(self.base_url, connector=connector, timeout=timeout)
+
+    async def reconnect(self, base_url: str) -> None:
+        """Talk to another server from now on (the old one died or moved)."""
+        if self._session:
+            await self._session.close()
+        self.base_url = base_url
+        self._open()
 
     def _auth(self, user: str) -> dict[str, str]:
         token = self._tokens.get(user)

@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import tempfile
 import time
 import uuid
@@ -28,10 +29,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from flashsale.db.engine import session_factory
 from flashsale.db.migrate import upgrade
-from flashsale.demo.crowd import Crowd
+from flashsale.demo.crowd import Click, Crowd
 from flashsale.demo.invariants import Check, check_invariants
 from flashsale.demo.timeline import Timeline, sample_once
 from flashsale.embedded import PostgresServer, RedisServer, free_port
+from flashsale.keys import SaleKeys
 from flashsale.sales import apply_sale, sale_status
 from flashsale.settings import Settings
 from flashsale.spec import SaleSpec
@@ -59,7 +61,14 @@ class Stack:
     stock: Stock
     sessions: sessionmaker[Session]
     processes: dict[str, Process] = field(default_factory=dict)
+    servers: list[RedisServer] = field(default_factory=list)
     faults: list[str] = field(default_factory=list)
+
+    def redis_server(self, name: str, appendonly: bool = False) -> RedisServer:
+        """Another Redis (a separate broker, say), stopped with the stack."""
+        server = RedisServer(self.root / name, appendonly=appendonly).start()
+        self.servers.append(server)
+        return server
 
     def start(self, name: str, args: list[str], **env: str) -> Process:
         proc = Process(args, self.env | env, self.root / f"{name}.log").start()
@@ -114,7 +123,16 @@ class Stack:
                 self.sweep(older_than=2.0, broker=broker)
             return done
 
-        wait_for(settled, timeout=timeout, every=0.5)
+        try:
+            wait_for(settled, timeout=timeout, every=0.5)
+        except AssertionError:
+            status = sale_status(self.sessions, self.stock, sale)
+            client = broker or self.stock.client
+            raise AssertionError(
+                f"not settled: {self.order_count(sale)} of {orders} orders, {status}, "
+                f"outbox {self.stock.client.zcard(SaleKeys(sale).outbox)}, "
+                f"queue {client.llen(QUEUE)}, unacked {client.hlen('unacked')}"
+            ) from None
 
     def order_count(self, sale: str) -> int:
         with self.sessions() as session:
@@ -196,11 +214,36 @@ def stack() -> Iterator[Stack]:
     finally:
         for proc in built.processes.values():
             proc.stop(9)
+        for server in built.servers:
+            if server.proc and server.proc.poll() is None:
+                os.kill(server.proc.pid, signal.SIGCONT)  # in case a test froze it
+            server.stop()
         client.close()
         rds.stop()
         pg.stop()
-        shutil.rmtree(root, ignore_errors=True)
+        if not os.environ.get("FLASHSALE_KEEP_FAULT_LOGS"):
+            shutil.rmtree(root, ignore_errors=True)
 
 
-def elapsed(since: float) -> float:
-    return round(time.monotonic() - since, 1)
+UNANSWERED = (0, 503)  # no answer at all, or "unavailable": a client tries again
+
+
+async def click_until_answered(
+    crowd: Crowd, user: str, key: str, pause: float = 0.2, wave: int = 1
+) -> tuple[Click, int]:
+    """Press "Buy" like a real client: on no answer or 503, wait and retry with the same
+    idempotency key. Returns the final answer and how many tries went unanswered."""
+    misses = 0
+    while True:
+        click = await crowd.click(wave, user, key)
+        if click.status not in UNANSWERED:
+            return click, misses
+        misses += 1
+        await asyncio.sleep(pause)
+
+
+def drop_unanswered(crowd: Crowd) -> int:
+    """Forget the tries that a retry answered; returns how many there were."""
+    before = len(crowd.log.clicks)
+    crowd.log.clicks = [c for c in crowd.log.clicks if c.status not in UNANSWERED]
+    return before - len(crowd.log.clicks)
