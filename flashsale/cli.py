@@ -208,6 +208,23 @@ def sale_apply(filename: Path) -> None:
         click.echo(f"flashsale/{doc.name} applied: {remaining} of {doc.spec.stock} units for sale")
 
 
+@sale.command("rebuild")
+@click.argument("name")
+def sale_rebuild(name: str) -> None:
+    """Rebuild a sale's stock in Redis from the orders in SQL.
+
+    For a Redis that lost writes (failover, restart from an old snapshot): the sale stops
+    taking reservations for a moment, then is loaded again from SQL."""
+    from flashsale.sales import InvalidSale, rebuild_sale
+
+    sessions, stock = _sessions_and_stock()
+    try:
+        remaining = rebuild_sale(sessions, stock, name)
+    except InvalidSale as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"flashsale/{name} rebuilt from SQL: {remaining} units for sale")
+
+
 OUTPUT = click.option(
     "-o", "--output", type=click.Choice(["table", "json"]), default="table", show_default=True
 )

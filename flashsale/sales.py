@@ -5,6 +5,7 @@ so they can never disagree about what a spec means."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -17,6 +18,7 @@ from flashsale.keys import SaleKeys
 from flashsale.phase import Phase, sale_phase
 from flashsale.spec import SaleSpec, epoch_ms, is_valid_sale_name
 from flashsale.stock import SaleLimits, SoldInSql, Stock, StockLoadError
+from flashsale.teardown import Teardown
 
 
 class InvalidSale(ValueError):
@@ -102,6 +104,39 @@ def sold_in_sql(session: Session, name: str, live_units: int) -> SoldInSql:
         held=tuple((user, int(units)) for user, units in held),
         unreturned_expired=tuple(str(order_id) for order_id in unreturned),
     )
+
+
+def rebuild_sale(
+    sessions: sessionmaker[Session], stock: Stock, name: str, drain_seconds: float = 60.0
+) -> int:
+    """Rebuild a sale's Redis state from SQL, for a Redis that lost writes (a failover, a
+    restart from an old snapshot). Returns the units for sale afterwards.
+
+    The sale stops taking reservations, what is in flight reaches SQL, its keys go, and it
+    is loaded again from the spec and orders in SQL. Idempotency keys are forgotten."""
+    with sessions() as session:
+        sale = session.get(Sale, name)
+        if sale is None:
+            raise InvalidSale(f"no sale named {name!r}")
+        spec = SaleSpec.model_validate(sale.spec)
+    teardown = Teardown(stock.client)
+    outbox = SaleKeys(name).outbox
+    if stock.client.zcard(outbox):
+        raise InvalidSale(
+            f"sale {name!r}: {stock.client.zcard(outbox)} reservations are on their way to "
+            "SQL; let the workers (and `flashsale sweep`) catch up, then rebuild"
+        )
+    teardown.close(name)
+    deadline = time.monotonic() + drain_seconds
+    while stock.client.zcard(outbox):  # accepted just before the close
+        if time.monotonic() > deadline:
+            raise InvalidSale(
+                f"sale {name!r} is closed but reservations are still in flight after "
+                f"{drain_seconds:.0f}s; run the workers and `flashsale sweep`, then rebuild"
+            )
+        time.sleep(0.1)
+    teardown.remove_keys(name)
+    return apply_sale(sessions, stock, name, spec)
 
 
 @dataclass(frozen=True, slots=True)

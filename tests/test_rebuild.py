@@ -3,14 +3,18 @@ SQL by applying it again: sold units stay sold, per-user counts hold, nothing re
 
 from __future__ import annotations
 
+import uuid
+
+import pytest
+
 from flashsale.keys import SaleKeys
-from flashsale.orders import pay_order
+from flashsale.orders import pay_order, persist_reservation
 from flashsale.reaper import expire_due, reap
-from flashsale.sales import apply_sale, sale_status
+from flashsale.sales import InvalidSale, apply_sale, rebuild_sale, sale_status
 from flashsale.spec import SaleSpec
 from flashsale.stock import Outcome
 from tests.conftest import Platform
-from tests.test_reaper import make_due, order, restored
+from tests.test_reaper import make_due, order, reserve, restored
 
 
 def forget_sale(platform: Platform, sale: str) -> None:
@@ -67,3 +71,19 @@ def test_a_rebuilt_sale_cannot_drop_below_what_sql_sold(platform: Platform) -> N
     else:
         raise AssertionError("stock below the sold units was accepted")
     assert not platform.stock.client.exists(SaleKeys(sale).meta)
+
+
+def test_rebuild_waits_for_nothing_in_flight(platform: Platform) -> None:
+    spec = {"sku": "R-3", "stock": 5, "rateLimit": {"requestsPerSecond": 0}}
+    sale = platform.sale(**spec)
+    order(platform, sale, "eve", 1)
+    in_flight = reserve(platform, sale, "fay", 1)  # accepted, not yet in SQL
+    with pytest.raises(InvalidSale, match="1 reservations are on their way to SQL"):
+        rebuild_sale(platform.sessions, platform.stock, sale)
+    assert platform.remaining(sale) == 3  # untouched, still selling
+    persist_reservation(platform.sessions, platform.stock, sale, in_flight)
+    platform.stock.client.set(SaleKeys(sale).stock, 5)  # Redis "forgot" both sales
+    assert rebuild_sale(platform.sessions, platform.stock, sale) == 3
+    assert platform.stock.reserve(sale, "eve", 1, str(uuid.uuid4())).outcome == (
+        Outcome.LIMIT_REACHED
+    )
