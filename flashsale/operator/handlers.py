@@ -44,10 +44,40 @@ def _write(patch: kopf.Patch, current: Mapping[str, Any], wanted: Mapping[str, A
         patch.status.update(changes)
 
 
-def _announce_phase(body: kopf.Body, before: Any, after: str) -> None:
-    """Every phase change is a Kubernetes Event on the sale (`kubectl describe fs`)."""
-    if before != after:
-        kopf.info(body, reason="PhaseChanged", message=f"phase {before or 'none'} -> {after}")
+def _key(body: kopf.Body) -> str:
+    return f"{body.metadata.namespace}/{body.metadata.name}"
+
+
+class PhaseHerald:
+    """Every phase change becomes one Kubernetes Event on the sale (`kubectl describe fs`).
+
+    The handlers and the timer of one sale run side by side and may each see the status
+    from before the other's patch; remembering what was announced (and which generation was
+    refused) keeps it to one Event and keeps a timer from writing over a refusal. After a
+    restart the status itself tells the last phase."""
+
+    def __init__(self) -> None:
+        self._announced: dict[str, str] = {}
+        self._refused: dict[str, int] = {}
+
+    def announce(self, body: kopf.Body, phase: str, current: Any) -> None:
+        before = self._announced.get(_key(body), current)
+        self._announced[_key(body)] = phase
+        self._refused.pop(_key(body), None)
+        if before != phase:
+            kopf.info(body, reason="PhaseChanged", message=f"phase {before or 'none'} -> {phase}")
+
+    def refused(self, body: kopf.Body, generation: int) -> None:
+        """The spec of `generation` was refused (and a Warning Event said why)."""
+        self._announced[_key(body)] = INVALID
+        self._refused[_key(body)] = generation
+
+    def is_refused(self, body: kopf.Body, generation: int) -> bool:
+        return self._refused.get(_key(body)) == generation
+
+    def forget(self, body: kopf.Body) -> None:
+        self._announced.pop(_key(body), None)
+        self._refused.pop(_key(body), None)
 
 
 def register(registry: kopf.OperatorRegistry, op: OperatorContext) -> None:
@@ -55,6 +85,7 @@ def register(registry: kopf.OperatorRegistry, op: OperatorContext) -> None:
     # What failed for a passing reason (Redis or PostgreSQL away, orders still in flight)
     # is tried again as often as the status is refreshed.
     retry = op.settings.refresh_seconds
+    herald = PhaseHerald()
 
     def refuse(
         body: kopf.Body,
@@ -68,6 +99,7 @@ def register(registry: kopf.OperatorRegistry, op: OperatorContext) -> None:
         _write(patch, status, invalid_status(reason, message, _generation(meta), _now(), status))
         kopf.warn(body, reason=reason, message=message)
         op.metrics.record_sale(name, INVALID, None)
+        herald.refused(body, _generation(meta))
         return kopf.PermanentError(message)
 
     async def load(
@@ -107,7 +139,7 @@ def register(registry: kopf.OperatorRegistry, op: OperatorContext) -> None:
     ) -> None:
         wanted = live_status(sale, generation, _now(), status)
         _write(patch, status, wanted)
-        _announce_phase(body, status.get("phase"), wanted["phase"])
+        herald.announce(body, wanted["phase"], status.get("phase"))
         op.metrics.record_sale(name, wanted["phase"], sale.stock)
 
     resource = (GROUP, VERSION, PLURAL)
@@ -169,28 +201,35 @@ def register(registry: kopf.OperatorRegistry, op: OperatorContext) -> None:
     ) -> None:
         generation = _generation(meta)
         observed = int(status.get("observedGeneration") or generation)
-        # Refused as it stands: only a new spec changes phase and conditions. A sale loaded
-        # before the refused change keeps selling as it was, so its figures stay current.
-        refused = status.get("phase") == INVALID and observed == generation
+
+        def refused() -> bool:
+            # Refused as it stands: only a new spec changes phase and conditions. Asked after
+            # the reads, since a handler may refuse the spec meanwhile.
+            return herald.is_refused(body, generation) or (
+                status.get("phase") == INVALID and observed == generation
+            )
+
         try:
             sale = await asyncio.to_thread(sale_status, op.sessions, op.stock, name)
             outbox = await asyncio.to_thread(op.stock.client.zcard, SaleKeys(name).outbox)
         except BACKEND_ERRORS as exc:
-            if not refused:
+            if not refused():
                 message = f"cannot reach Redis or PostgreSQL: {type(exc).__name__}: {exc}"
                 _write(patch, status, unavailable_status(message, observed, _now(), status))
             return
         if sale is None:
             return  # not loaded yet: the create handler (or its retry) does that
         op.metrics.record_outbox(name, int(outbox))
-        if refused:
+        if refused():
+            # A sale loaded before the refused change keeps selling as it was: its figures
+            # stay current.
             _write(patch, status, {"stock": stock_document(sale.stock)})
             op.metrics.record_sale(name, INVALID, sale.stock)
             return
         publish(body, name, sale, observed, status, patch)
 
     @kopf.on.delete(*resource, id="cleanup", registry=registry, backoff=retry)
-    async def sale_deleted(name: str, logger: kopf.Logger, **_: Any) -> None:
+    async def sale_deleted(body: kopf.Body, name: str, logger: kopf.Logger, **_: Any) -> None:
         try:
             closed = await asyncio.to_thread(op.teardown.close, name)
             if closed.waiting:
@@ -207,6 +246,7 @@ def register(registry: kopf.OperatorRegistry, op: OperatorContext) -> None:
                 f"cannot reach Redis: {type(exc).__name__}: {exc}", delay=retry
             ) from exc
         op.metrics.forget_sale(name)
+        herald.forget(body)
         op.rescale.set()
         logger.info(f"sale {name} ended and {removed} Redis keys removed; orders stay in SQL")
 

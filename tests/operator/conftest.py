@@ -306,9 +306,20 @@ async def cluster(workdir: Path) -> AsyncIterator[Cluster]:
         yield Cluster(emulator, namespace, kubeconfig)
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report = yield
+    if report.when == "call":
+        item.stash[FAILED] = report.failed
+    return report
+
+
+FAILED = pytest.StashKey[bool]()
+
+
 @pytest.fixture
 async def start_operator(
-    cluster: Cluster, platform: Platform, workdir: Path
+    request: pytest.FixtureRequest, cluster: Cluster, platform: Platform, workdir: Path
 ) -> AsyncIterator[Callable[..., Awaitable[Operator]]]:
     started: list[Operator] = []
 
@@ -321,6 +332,9 @@ async def start_operator(
     yield start
     for operator in started:
         await operator.stop()
+    if request.node.stash.get(FAILED, False) and started:
+        # The operator's own account of a failed test, in the test's report.
+        print("---- operator log ----\n" + started[-1].output()[-12000:])
 
 
 @pytest.fixture
