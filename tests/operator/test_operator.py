@@ -171,7 +171,7 @@ async def test_phases_move_on_time_and_deployments_return_to_baseline(
             "sku": "TV-4",
             "stock": 5,
             "startsAt": iso(starts),
-            "endsAt": iso(now + timedelta(seconds=6)),
+            "endsAt": iso(now + timedelta(seconds=7)),
             "api": {"replicas": 2},
             "worker": {"replicas": 3},
         },
