@@ -3,17 +3,26 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 MAX_QUANTITY = 1000
+
+
+def _json_whole_number(value: object) -> object:
+    """2.0 is a whole number in JSON (and JSON Schema's `integer`); "2" and true are not."""
+    if isinstance(value, str | bool):
+        raise ValueError("must be a whole number")
+    return value
 
 
 class ReservationRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    quantity: int = Field(default=1, ge=1, le=MAX_QUANTITY, strict=True)
+    quantity: Annotated[int, BeforeValidator(_json_whole_number)] = Field(
+        default=1, ge=1, le=MAX_QUANTITY
+    )
 
 
 class ReservationOut(BaseModel):

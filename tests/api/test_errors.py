@@ -55,6 +55,7 @@ async def test_sale_phase_refusals(platform: Platform, client: httpx.AsyncClient
         (b'"quantity"', "application/json"),
         (b"[" * 5000 + b"]" * 5000, "application/json"),
         (b"quantity=1", "application/x-www-form-urlencoded"),
+        (b"\xff\xfe not text", "application/json"),
     ],
 )
 async def test_bad_bodies_are_422_and_take_nothing(
@@ -67,6 +68,21 @@ async def test_bad_bodies_are_422_and_take_nothing(
     assert r.status_code in (413, 422), r.text
     assert _error(r)[1] in ("invalid_request", "body_too_large")
     assert platform.remaining(sale) == 10
+
+
+async def test_a_whole_number_written_as_2_0_is_a_quantity(
+    platform: Platform, client: httpx.AsyncClient
+) -> None:
+    """JSON (and the OpenAPI schema's `integer`) make no difference between 2 and 2.0."""
+    sale = platform.sale(perUserLimit=5)
+    r = await _buy(
+        client,
+        sale,
+        content=b'{"quantity": 2.0}',
+        headers=auth("gil") | {"Content-Type": "application/json"},
+    )
+    assert r.status_code == 202 and r.json()["quantity"] == 2
+    assert platform.remaining(sale) == 8
 
 
 async def test_huge_body_is_413(platform: Platform, client: httpx.AsyncClient) -> None:

@@ -60,7 +60,9 @@ async def reserve(
     user: CurrentUser,
     services: ServicesDep,
     body: ReservationRequest | None = None,
-    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+    idempotency_key: Annotated[
+        str | None, Header(min_length=1, max_length=200, pattern=IDEMPOTENCY_KEY.pattern)
+    ] = None,
 ) -> Response:
     # Well-formed requests are answered by ReservationFastPath before they get here;
     # this route documents the endpoint and answers the rest (it validates everything).
