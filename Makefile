@@ -29,6 +29,13 @@ fmt: install
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
 
+.PHONY: test-faults soak
+test-faults: install  ## the fault-injection suite alone (it also runs in make test)
+	$(BIN)/python -m pytest tests/faults $(PYTEST_ARGS)
+
+soak: install  ## the full five-minute soak of mixed traffic
+	FLASHSALE_SOAK_SECONDS=300 $(BIN)/python -m pytest tests/faults/test_soak.py $(PYTEST_ARGS)
+
 .PHONY: demo up
 demo: install  ## a whole flash sale on throwaway local servers, with a report and a chart
 	$(BIN)/flashsale demo $(DEMO_ARGS)

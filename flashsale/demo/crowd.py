@@ -116,6 +116,13 @@ class Crowd:
         else:
             self.log.payments[str(body.get("error", answer.status))] += 1
 
+    async def look(self, user: str, order_id: str) -> tuple[int, str]:
+        """A shopper checking their order: (HTTP status, order status or error code)."""
+        assert self._session is not None
+        async with self._session.get(f"/v1/orders/{order_id}", headers=self._auth(user)) as r:
+            body = await r.json(content_type=None)
+        return r.status, str(body.get("status") or body.get("error"))
+
     async def shopper(
         self, wave: int, user: str, delay: float, pays: bool, rng: random.Random
     ) -> None:
