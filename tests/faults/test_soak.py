@@ -13,6 +13,8 @@ import random
 import time
 from collections import Counter
 
+import pytest
+
 from tests.conftest import descendants
 from tests.faults.conftest import Stack
 
@@ -35,6 +37,7 @@ def resident_mb(pid: int) -> float:
     return total / 1024
 
 
+@pytest.mark.timeout(SECONDS + 300)
 async def test_soak(stack: Stack) -> None:
     base = stack.start_api()
     stack.start_worker()
