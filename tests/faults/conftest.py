@@ -183,6 +183,7 @@ class Stack:
                 "scenario": scenario,
                 "requests": len(crowd.log.clicks),
                 "accepted": outcomes.get("accepted", 0),
+                "orders": self.order_count(timeline.sale),
                 "outcomes": dict(outcomes),
                 "faults": self.faults,
                 "samples": len(timeline.samples),
