@@ -1,10 +1,11 @@
 """What SREs see: `kubectl get fs`, printed with the CRD's printer columns, over sales the
-operator runs. The table comes from the emulator as the API server would send it; a real
-`kubectl` prints it when the pinned binary is at hand (`scripts/k8s_tools.py`)."""
+operator runs. The table comes from the emulator as the API server would send it, and the
+pinned `kubectl` (unpacked by `scripts/k8s_tools.py`) prints it."""
 
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import shutil
 import uuid
 from collections.abc import Awaitable, Callable
@@ -18,13 +19,17 @@ from flashsale.stock import Outcome
 from tests.conftest import Platform
 from tests.operator.conftest import ROOT, Cluster, Operator, eventually
 
-KUBECTL = ROOT / ".venv" / "k8s-bin" / "kubectl"
-
 
 def kubectl_binary() -> str | None:
-    if KUBECTL.exists():
-        return str(KUBECTL)
-    return shutil.which("kubectl")
+    """The pinned kubectl (SHA-256 checked), else one on PATH, else None."""
+    spec = importlib.util.spec_from_file_location("k8s_tools", ROOT / "scripts" / "k8s_tools.py")
+    assert spec and spec.loader
+    tools = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tools)
+    try:
+        return str(Path(tools.ensure_tools()) / "kubectl")
+    except tools.ToolsError:
+        return shutil.which("kubectl")
 
 
 async def run_sales(cluster: Cluster, platform: Platform, prefix: str) -> dict[str, str]:
@@ -68,7 +73,7 @@ async def test_kubectl_get_fs_prints_the_printer_columns(
 
     binary = kubectl_binary()
     if binary is None:
-        pytest.skip("no kubectl binary here (scripts/k8s_tools.py puts one in .venv/k8s-bin)")
+        pytest.skip("no kubectl for this platform (the pinned one is linux-amd64)")
     process = await asyncio.create_subprocess_exec(  # async: the emulator must keep answering
         binary,
         "--kubeconfig",
