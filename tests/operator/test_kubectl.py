@@ -58,6 +58,7 @@ async def test_kubectl_get_fs_prints_the_printer_columns(
     start_operator: Callable[..., Awaitable[Operator]],
     workdir: Path,
 ) -> None:
+    binary = kubectl_binary()  # before the operator runs: unpacking it blocks the loop
     await start_operator()
     names = await run_sales(cluster, platform, f"fs{uuid.uuid4().hex[:4]}")
 
@@ -71,7 +72,6 @@ async def test_kubectl_get_fs_prints_the_printer_columns(
     assert rows[names["Scheduled"]] == ["PHONE-X", "Scheduled", 50, 0]
     assert rows[names["Invalid"]] == ["CAM-9", "Invalid", None, None]
 
-    binary = kubectl_binary()
     if binary is None:
         pytest.skip("no kubectl for this platform (the pinned one is linux-amd64)")
     process = await asyncio.create_subprocess_exec(  # async: the emulator must keep answering
