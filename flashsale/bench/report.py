@@ -16,6 +16,7 @@ TARGETS = (
 )
 # The SQL targets are stated at 256 connections; the others hold at every level.
 TARGET_LEVELS = {"reservation_vs_sql_throughput": "256", "reservation_p99_vs_sql_p99": "256"}
+ONCE = {"drain_vs_insert_ceiling"}  # no concurrency level: workers against PostgreSQL
 
 
 def _median(figure: dict[str, Any], field: str) -> float:
@@ -51,14 +52,17 @@ def targets(ratio_table: dict[str, dict[str, float]]) -> list[dict[str, Any]]:
     verdicts = []
     for name, what, goal in TARGETS:
         levels = [TARGET_LEVELS[name]] if name in TARGET_LEVELS else list(ratio_table)
+        if name in ONCE:
+            levels = levels[:1]
         for level in levels:
             if level not in ratio_table:
                 continue
             value = ratio_table[level][name]
             at_most = name == "reservation_p99_vs_sql_p99"
             met = value <= goal if at_most else value >= goal
+            connections = None if name in ONCE else int(level)
             verdicts.append(
-                {"target": name, "what": what, "connections": int(level), "goal": goal}
+                {"target": name, "what": what, "connections": connections, "goal": goal}
                 | {"value": value, "met": met}
             )
     return verdicts
@@ -112,8 +116,14 @@ def markdown(results: dict[str, Any]) -> str:
     d, c = results["drain"], results["insert_ceiling"]
     lines += [
         "",
-        f"Worker drain of {results['backlog']:,} reservations: "
-        f"{d['overall']['orders_per_second']:,.0f} orders/s from the first order to the last "
+        f"Worker drain of a {results['backlog']:,}-reservation backlog "
+        + (
+            ""
+            if d["overall"]["complete"]
+            else f"(stopped after {d['overall']['seconds']:,.0f} s with "
+            f"{d['overall']['persisted']:,} persisted) "
+        )
+        + f"{d['overall']['orders_per_second']:,.0f} orders/s from the first order to the last "
         f"(three slices of the backlog: {_cell(d, 'orders_per_second')}); "
         "PostgreSQL insert ceiling for the same "
         f"rows: {_cell(c, 'rows_per_second')} rows/s (COPY {_cell(c, 'copy_rows_per_second')}, "
@@ -141,7 +151,7 @@ def markdown(results: dict[str, Any]) -> str:
         goal = ("≤ " if t["target"] == "reservation_p99_vs_sql_p99" else "≥ ") + f"{t['goal']:g}"
         verdict = "yes" if t["met"] else "**no**"
         lines.append(
-            f"| {t['what']} | {t['connections']} | {goal} | {t['value']:.3g} | {verdict} |"
+            f"| {t['what']} | {t['connections'] or '—'} | {goal} | {t['value']:.3g} | {verdict} |"
         )
     if len(results["servers"]) > 1:
         lines += ["", "## ASGI servers, same app, same run", ""]
@@ -149,7 +159,7 @@ def markdown(results: dict[str, Any]) -> str:
         lines.append("|---|---|---|---|---|---|")
         for server, figures in results["servers"].items():
             for name in ("healthz", "reservation", "sold_out"):
-                for level, f in figures[name].items():
+                for level, f in figures.get(name, {}).items():
                     lines.append(
                         f"| {server} | {name} | {level} | {_cell(f, 'rps')} | "
                         f"{_cell(f, 'p50_ms', 1)} | {_cell(f, 'p99_ms', 1)} |"
