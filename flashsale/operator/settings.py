@@ -10,9 +10,13 @@ class OperatorSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FLASHSALE_OPERATOR_", extra="ignore")
 
     namespace: str = Field(default="", description="Namespace to serve; empty: all namespaces.")
-    api_deployment: str = Field(default="flashsale-api", description="API Deployment to scale.")
+    api_deployment: str = Field(
+        default="flashsale-api",
+        description="API Deployment to scale; empty leaves it alone (an HPA scales it).",
+    )
     worker_deployment: str = Field(
-        default="flashsale-worker", description="Celery worker Deployment to scale."
+        default="flashsale-worker",
+        description="Celery worker Deployment to scale; empty leaves it alone.",
     )
     api_baseline_replicas: int = Field(default=1, ge=0, description="API replicas with no sale.")
     worker_baseline_replicas: int = Field(

@@ -276,3 +276,18 @@ async def test_deleting_a_sale_ends_it_and_removes_its_keys_after_in_flight_orde
         r.data == {"spec": {"replicas": r.data["spec"]["replicas"]}} for r in scaled
     )
     assert all(r.headers["Content-Type"] == "application/merge-patch+json" for r in scaled)
+
+
+async def test_an_empty_deployment_name_leaves_that_deployment_to_its_autoscaler(
+    cluster: Cluster, platform: Platform, start_operator: StartOperator, sale_name: str
+) -> None:
+    operator = await start_operator(FLASHSALE_OPERATOR_API_DEPLOYMENT="")
+    await cluster.create(
+        sale_name, {"sku": "TV-7", "stock": 3, "api": {"replicas": 5}, "worker": {"replicas": 2}}
+    )
+    await eventually(lambda: cluster.replicas(WORKER) == 2)
+    await asyncio.sleep(REFRESH * 3)
+    assert cluster.replicas(API) == 1
+    touched = {r.name for r in list(cluster.emulator) if r.resource == DEPLOYMENTS}
+    assert touched == {WORKER}  # not even read
+    assert "not found" not in operator.output() and "skipped" not in operator.output()
