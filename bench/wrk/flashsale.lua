@@ -12,6 +12,7 @@
 --   BENCH_BODY     request body (default none)
 --   BENCH_IDEM     "1": a fresh Idempotency-Key on every request
 --   BENCH_NONCE    makes this run's keys differ from every other run's
+--   BENCH_THREADS  wrk's thread count: each thread starts on its own share of the users
 --
 -- The path comes from the URL given to wrk.
 
@@ -20,6 +21,7 @@ local token_file = os.getenv("BENCH_TOKENS")
 local body = os.getenv("BENCH_BODY")
 local use_idem = os.getenv("BENCH_IDEM") == "1"
 local nonce = os.getenv("BENCH_NONCE") or "0"
+local thread_count = tonumber(os.getenv("BENCH_THREADS") or "1")
 
 local threads = {}
 local next_id = 1
@@ -42,8 +44,9 @@ function init(args)
       end
     end
   end
-  -- Threads start at different users, so two threads do not walk in step.
-  sent = (id - 1) * 7919
+  -- Each thread starts on its own share of the users, so together they reach every
+  -- user in one pass instead of walking in step.
+  sent = math.floor((id - 1) * #tokens / thread_count)
 end
 
 function request()

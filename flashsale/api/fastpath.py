@@ -97,12 +97,12 @@ class ReservationFastPath:
         scope["route"] = _ROUTE
         try:
             user = services.verifier.user_of(authorization)
-            response = await admit(services, match.group(1), user, quantity, idempotency_key)
+            accepted = await admit(services, match.group(1), user, quantity, idempotency_key)
         except ApiError as exc:
             error = orjson.dumps({"error": exc.code, "detail": exc.detail})
             await _answer(send, exc.status, error, exc.headers)
             return
-        await response(scope, receive, send)
+        await _answer(send, 202, accepted, None)
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

@@ -6,7 +6,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from flashsale.api.errors import error_response
 
-
 # A refused chunked body is read (and dropped) up to this much more before answering:
 # some servers (granian) reset a connection whose request is still being sent, and the
 # client would see that instead of the 413.

@@ -115,6 +115,7 @@ def run_wrk(load: Load, nonce: str) -> WrkResult:
     if load.idempotency_keys:
         env["BENCH_IDEM"] = "1"
     threads = min(load.threads, load.connections)
+    env["BENCH_THREADS"] = str(threads)
     cmd = [
         find_wrk(),
         f"-t{threads}",

@@ -66,13 +66,15 @@ async def reserve(
 ) -> Response:
     # Well-formed requests are answered by ReservationFastPath before they get here;
     # this route documents the endpoint and answers the rest (it validates everything).
-    return await admit(services, sale, user, body.quantity if body else 1, idempotency_key)
+    accepted = await admit(services, sale, user, body.quantity if body else 1, idempotency_key)
+    return Response(accepted, status_code=202, media_type="application/json")
 
 
 async def admit(
     services: Services, sale: str, user: str, quantity: int, idempotency_key: str | None
-) -> Response:
-    """Decide one purchase of an authenticated user; refusals raise ApiError."""
+) -> bytes:
+    """Decide one purchase of an authenticated user: the body of the 202 answer, or
+    ApiError for a refusal."""
     if not is_valid_sale_name(sale):
         OUTCOMES[Outcome.UNKNOWN_SALE].inc()
         raise ApiError(404, "unknown_sale", "no such sale")
@@ -110,19 +112,15 @@ async def admit(
     if not script_handoff and not result.replayed:
         await _publish(services, message)
     assert result.order_id is not None
-    return Response(
-        orjson.dumps(
-            {
-                "order_id": result.order_id,
-                "sale": sale,
-                "quantity": result.quantity,
-                "status": "reserved",
-                "expires_at": from_ms(result.expires_at_ms).isoformat(),
-                "payment_url": f"/v1/orders/{result.order_id}/payment",
-            }
-        ),
-        status_code=202,
-        media_type="application/json",
+    return orjson.dumps(
+        {
+            "order_id": result.order_id,
+            "sale": sale,
+            "quantity": result.quantity,
+            "status": "reserved",
+            "expires_at": from_ms(result.expires_at_ms).isoformat(),
+            "payment_url": f"/v1/orders/{result.order_id}/payment",
+        }
     )
 
 
