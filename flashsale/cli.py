@@ -147,7 +147,9 @@ def sweep(every: float | None, older_than: float | None) -> None:
     age = older_than if older_than is not None else settings.sweep_after_seconds
 
     def step() -> None:
-        count = run_sweep(sessions, stock.client, broker, settings.queue, age)
+        count = run_sweep(
+            sessions, stock.client, broker, settings.queue, age, settings.sweep_max_backlog
+        )
         if count or not every:
             click.echo(f"re-published {count} reservations")
 

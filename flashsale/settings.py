@@ -42,6 +42,11 @@ class Settings(BaseSettings):
     sweep_after_seconds: float = Field(
         default=30.0, gt=0, description="Outbox age after which sweep re-publishes."
     )
+    sweep_max_backlog: int = Field(
+        default=1000,
+        ge=0,
+        description="Sweep re-publishes nothing while more messages than this wait in the queue.",
+    )
     reap_batch_size: int = Field(default=500, ge=1)
     publish_timeout_seconds: float = Field(default=0.5, gt=0)
     max_body_bytes: int = Field(default=4096, ge=64)

@@ -19,6 +19,7 @@ from flashsale.worker.message import persist_message
 log = logging.getLogger(__name__)
 
 PAGE = 1000
+DEFAULT_MAX_BACKLOG = 1000
 
 
 def stale_reservations(client: redis.Redis, sale: str, older_than_ms: int) -> list[str]:
@@ -40,14 +41,30 @@ def sweep(
     broker_client: redis.Redis,
     queue: str,
     older_than_seconds: float,
+    max_backlog: int = DEFAULT_MAX_BACKLOG,
 ) -> int:
-    """Publish every outbox entry older than the threshold; returns how many."""
+    """Publish every outbox entry older than the threshold; returns how many.
+
+    A re-published entry counts as new again (its outbox time becomes now), so one entry
+    is handed out at most once per threshold. And while the workers are behind (more than
+    `max_backlog` messages wait in the queue), an old entry is most likely still waiting
+    there: re-publishing the backlog would only multiply it, so the sweep waits."""
+    waiting = int(broker_client.llen(queue))
+    if waiting > max_backlog:
+        log.info("sweep: %d messages wait for the workers; not re-publishing yet", waiting)
+        return 0
     published = 0
     for sale in sale_names(sessions):
+        outbox = SaleKeys(sale).outbox
         stale = stale_reservations(stock_client, sale, int(older_than_seconds * 1000))
         for start in range(0, len(stale), PAGE):
+            page = stale[start : start + PAGE]
+            secs, micros = stock_client.time()
+            now_ms = int(secs) * 1000 + int(micros) // 1000
+            # XX: an entry a worker removed meanwhile stays removed.
+            stock_client.zadd(outbox, dict.fromkeys(page, now_ms), xx=True)
             pipe = broker_client.pipeline(transaction=False)
-            for order_id in stale[start : start + PAGE]:
+            for order_id in page:
                 pipe.lpush(queue, persist_message(sale, order_id, queue))
             pipe.execute()
         published += len(stale)

@@ -47,6 +47,15 @@ def queued_args(platform: Platform, queue: str) -> list[list[str]]:
     return found
 
 
+def queued_args_after(platform: Platform, queue: str, skip: bytes) -> list[list[str]]:
+    """Like queued_args, for a queue that also holds placeholder entries."""
+    return [
+        orjson.loads(base64.b64decode(orjson.loads(raw)["body"]))[0]
+        for raw in platform.stock.client.lrange(queue, 0, -1)
+        if raw != skip
+    ]
+
+
 def assert_persisted_once(platform: Platform, sale: str, order_id: str, user: str) -> None:
     rows = wait_for(lambda: platform.orders(sale), timeout=30)
     wait_for(lambda: not in_outbox(platform, sale, order_id), timeout=30)
@@ -144,5 +153,39 @@ def test_young_entry_is_not_republished(platform: Platform, worker: Process) -> 
         time.sleep(0.3)
         sweep(platform.sessions, client, client, private, 1)
         assert queued_args(platform, private).count([sale, order_id]) == 1
+    finally:
+        client.delete(private)
+
+
+def test_a_republished_entry_waits_a_full_threshold_again(platform: Platform) -> None:
+    """Workers behind schedule must not get the same reservation on every sweep."""
+    sale = platform.sale(stock=3)
+    order_id = reserve_without_message(platform, sale, "dina")
+    client = platform.stock.client
+    private = f"test-sweep-{uuid.uuid4().hex}"
+    try:
+        time.sleep(1.1)
+        sweep(platform.sessions, client, client, private, 1)
+        sweep(platform.sessions, client, client, private, 1)  # too soon: not again
+        assert queued_args(platform, private).count([sale, order_id]) == 1
+        assert in_outbox(platform, sale, order_id)
+        time.sleep(1.1)
+        sweep(platform.sessions, client, client, private, 1)
+        assert queued_args(platform, private).count([sale, order_id]) == 2
+    finally:
+        client.delete(private)
+
+
+def test_sweep_waits_while_the_workers_are_behind(platform: Platform) -> None:
+    sale = platform.sale(stock=3)
+    order_id = reserve_without_message(platform, sale, "eli")
+    client = platform.stock.client
+    private = f"test-sweep-{uuid.uuid4().hex}"
+    try:
+        client.lpush(private, *[b"waiting"] * 5)
+        assert sweep(platform.sessions, client, client, private, 0, max_backlog=4) == 0
+        assert client.lrange(private, 0, -1) == [b"waiting"] * 5
+        assert sweep(platform.sessions, client, client, private, 0, max_backlog=5) >= 1
+        assert [sale, order_id] in queued_args_after(platform, private, skip=b"waiting")
     finally:
         client.delete(private)
