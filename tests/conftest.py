@@ -169,13 +169,10 @@ def platform(workdir: Path) -> Iterator[Platform]:
         pg.stop()
 
 
-def start_api(
-    platform: Platform, workdir: Path, name: str, **extra_env: str
-) -> tuple[Process, str]:
+def serve_api(env: dict[str, str], log: Path) -> tuple[Process, str]:
+    """`flashsale api` on a free port, once it answers /healthz."""
     port = free_port()
-    proc = Process(
-        ["api", "--port", str(port)], {**platform.env, **extra_env}, workdir / f"{name}.log"
-    ).start()
+    proc = Process(["api", "--port", str(port)], env, log).start()
     base = f"http://127.0.0.1:{port}"
 
     def healthy() -> bool:
@@ -187,6 +184,12 @@ def start_api(
 
     wait_for(healthy, timeout=60)
     return proc, base
+
+
+def start_api(
+    platform: Platform, workdir: Path, name: str, **extra_env: str
+) -> tuple[Process, str]:
+    return serve_api({**platform.env, **extra_env}, workdir / f"{name}.log")
 
 
 @pytest.fixture(scope="session")

@@ -61,6 +61,16 @@ async def _until(
     return False
 
 
+async def _persisted(bar: Progress, label: str, timeline: Timeline, orders: int) -> None:
+    """Wait until `orders` order rows exist and nothing is still on its way to SQL."""
+    task = bar.add_task(label, total=orders)
+    await _until(
+        timeline,
+        lambda s: s.reserved == 0 and s.orders >= orders,
+        lambda s: bar.update(task, completed=s.orders),
+    )
+
+
 async def _with_progress(
     bar: Progress,
     label: str,
@@ -122,12 +132,7 @@ async def _drive(
             first_wave_seconds = time.monotonic() - began
             accepted = len(crowd.log.accepted())
 
-            persist = bar.add_task("workers persist the orders", total=accepted)
-            await _until(
-                timeline,
-                lambda s: s.reserved == 0 and s.orders >= accepted,
-                lambda s: bar.update(persist, completed=s.orders),
-            )
+            await _persisted(bar, "workers persist the orders", timeline, accepted)
             unpaid = accepted - len(crowd.log.paid_orders)
             first = min((c.at for c in crowd.log.accepted()), default=0.0)
             marks["first unpaid orders due"] = first + plan.payment_timeout_seconds
@@ -153,13 +158,7 @@ async def _drive(
                 second,
                 lambda: len(crowd.log.clicks) - before,
             )
-            total_accepted = len(crowd.log.accepted())
-            settle = bar.add_task("last orders persisted", total=total_accepted)
-            await _until(
-                timeline,
-                lambda s: s.reserved == 0 and s.orders >= total_accepted,
-                lambda s: bar.update(settle, completed=s.orders),
-            )
+            await _persisted(bar, "last orders persisted", timeline, len(crowd.log.accepted()))
     sampler.cancel()
     await sample_once(timeline, client, sessions)  # the final state, for the chart
     await client.aclose()

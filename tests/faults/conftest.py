@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import redis
 import redis.asyncio as aioredis
@@ -32,14 +31,14 @@ from flashsale.db.migrate import upgrade
 from flashsale.demo.crowd import Click, Crowd
 from flashsale.demo.invariants import Check, check_invariants
 from flashsale.demo.timeline import Timeline, sample_once
-from flashsale.embedded import PostgresServer, RedisServer, free_port
+from flashsale.embedded import PostgresServer, RedisServer
 from flashsale.keys import SaleKeys
 from flashsale.sales import apply_sale, sale_status
 from flashsale.settings import Settings
 from flashsale.spec import SaleSpec
 from flashsale.stock import Stock
 from flashsale.sweeper import sweep
-from tests.conftest import JWT_SECRET, Process, wait_for
+from tests.conftest import JWT_SECRET, Process, serve_api, wait_for
 
 QUEUE = Settings().queue
 REPORT: list[dict[str, Any]] = []
@@ -76,18 +75,8 @@ class Stack:
         return proc
 
     def start_api(self, name: str = "api", **env: str) -> str:
-        port = free_port()
-        proc = self.start(name, ["api", "--port", str(port)], **env)
-        base = f"http://127.0.0.1:{port}"
-
-        def healthy() -> bool:
-            assert proc.proc and proc.proc.poll() is None, proc.output()
-            try:
-                return httpx.get(base + "/healthz", timeout=1).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        wait_for(healthy, timeout=60)
+        proc, base = serve_api(self.env | env, self.root / f"{name}.log")
+        self.processes[name] = proc
         return base
 
     def start_worker(self, name: str = "worker", **env: str) -> Process:
