@@ -113,10 +113,31 @@ def markdown(results: dict[str, Any]) -> str:
             f"| redis-benchmark EVALSHA reserve.lua (pipeline 16) | {level} | "
             f"{_cell(f, 'rps')} | {_cell(f, 'p50_ms', 2)} | {_cell(f, 'p99_ms', 2)} | 0 |"
         )
+    lines += [
+        "",
+        "CPU time per answered request, µs (median of the runs): what each answer costs "
+        "the server process, Redis and the load generator, all on the same cores.",
+        "",
+        "| figure | connections | server | Redis | wrk |",
+        "|---|---|---|---|---|",
+    ]
+    for name, figure in rows:
+        for level, f in figure.items():
+            if "server_cpu_us_per_request" not in f:
+                continue
+            cpu = [
+                f"{f[k]['median']:,.0f}"
+                for k in (
+                    "server_cpu_us_per_request",
+                    "redis_cpu_us_per_request",
+                    "wrk_cpu_us_per_request",
+                )
+            ]
+            lines.append(f"| {name} | {level} | " + " | ".join(cpu) + " |")
     d, c = results["drain"], results["insert_ceiling"]
     lines += [
         "",
-        f"Worker drain of a {results['backlog']:,}-reservation backlog "
+        f"Worker drain of a {results['backlog']:,}-reservation backlog: "
         + (
             ""
             if d["overall"]["complete"]

@@ -27,7 +27,7 @@ from flashsale.bench.stats import load_average, summarize
 from flashsale.bench.wrk import Load, WrkResult, find_wrk, run_wrk, write_tokens
 
 HTTP_FIELDS = ("rps", "p50_ms", "p99_ms", "errors")
-CPU_FIELDS = ("server_cpu_us_per_request", "redis_cpu_us_per_request")
+CPU_FIELDS = ("server_cpu_us_per_request", "redis_cpu_us_per_request", "wrk_cpu_us_per_request")
 # Per-user limit and rate limit a shopper never reaches in these runs (users cycle slowly
 # enough): the script still runs its token bucket and limit checks on every call.
 SHOPPER_SPEC: dict[str, Any] = {

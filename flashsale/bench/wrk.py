@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import resource
 import shutil
 import subprocess
 from dataclasses import dataclass, field
@@ -39,6 +41,7 @@ class WrkResult:
     max_ms: float
     socket_errors: int
     status: dict[int, int] = field(default_factory=dict)
+    client_cpu_seconds: float = 0.0  # wrk's own CPU time: it shares the machine
 
     @property
     def rps(self) -> float:
@@ -59,6 +62,9 @@ class WrkResult:
             "max_ms": self.max_ms,
             "socket_errors": self.socket_errors,
             "status": {str(k): v for k, v in sorted(self.status.items())},
+            "wrk_cpu_us_per_request": round(
+                self.client_cpu_seconds * 1e6 / max(1, sum(self.status.values())), 1
+            ),
         }
 
 
@@ -128,9 +134,12 @@ def run_wrk(load: Load, nonce: str) -> WrkResult:
         str(WRK_SCRIPT),
         load.url,
     ]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     done = subprocess.run(
         cmd, env=env, capture_output=True, text=True, timeout=load.seconds + 60, check=False
     )
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
         raise RuntimeError(f"wrk failed ({done.returncode}): {done.stderr[-2000:]}")
-    return parse_result(done.stdout)
+    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    return dataclasses.replace(parse_result(done.stdout), client_cpu_seconds=cpu)
