@@ -117,6 +117,9 @@ def reserve_call(
     return keys, [user, quantity, order_id, message, "1" if idempotency_key else "0"]
 
 
+MAX_BATCHES_IN_FLIGHT = 2
+
+
 def _bulk(value: Any) -> bytes:
     raw = value if isinstance(value, bytes) else str(value).encode()
     return b"$%d\r\n%s\r\n" % (len(raw), raw)
@@ -147,6 +150,7 @@ class AsyncStock:
         self._batch = batch
         self._pending: list[tuple[list[str], list[Any], asyncio.Future[Any]]] = []
         self._flushes: set[asyncio.Task[None]] = set()
+        self._scheduled = False
 
     async def reserve(
         self,
@@ -165,16 +169,27 @@ class AsyncStock:
             return ReserveResult.parse(await self._reserve(keys=keys, args=args))
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
-        if not self._pending:
-            loop.call_soon(self._start_flush)
         self._pending.append((keys, args, future))
+        self._schedule(loop)
         return ReserveResult.parse(await future)
 
+    def _schedule(self, loop: asyncio.AbstractEventLoop) -> None:
+        # At most MAX_BATCHES_IN_FLIGHT batches travel at once: while they do, new calls
+        # gather into the next batch, so a busy process sends fewer, larger batches.
+        if self._pending and not self._scheduled and len(self._flushes) < MAX_BATCHES_IN_FLIGHT:
+            self._scheduled = True
+            loop.call_soon(self._start_flush)
+
     def _start_flush(self) -> None:
+        self._scheduled = False
         batch, self._pending = self._pending, []
         task = asyncio.ensure_future(self._flush(batch))
         self._flushes.add(task)  # keep a reference until it is done
-        task.add_done_callback(self._flushes.discard)
+        task.add_done_callback(self._flush_done)
+
+    def _flush_done(self, task: asyncio.Task[None]) -> None:
+        self._flushes.discard(task)
+        self._schedule(asyncio.get_running_loop())
 
     async def _flush(
         self, batch: list[tuple[list[str], list[Any], asyncio.Future[Any]]], reloaded: bool = False
