@@ -4,6 +4,7 @@ objects (which re-send the source after NOSCRIPT, e.g. when Redis restarted)."""
 from __future__ import annotations
 
 import asyncio
+import math
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import cache
@@ -118,6 +119,7 @@ def reserve_call(
 
 
 MAX_BATCHES_IN_FLIGHT = 2
+BATCH_TIMEOUT = 5.0  # seconds, when the client sets no socket timeout
 
 
 def _bulk(value: Any) -> bytes:
@@ -235,14 +237,19 @@ class AsyncStock:
         pool = self.client.connection_pool
         conn = await pool.get_connection()  # type: ignore[no-untyped-call]  # untyped upstream
         try:
-            await conn.send_packed_command(packed, check_health=False)
-            replies: list[Any] = []
-            for _ in batch:
-                try:
-                    replies.append(await conn.read_response())
-                except ResponseError as exc:  # this call's own error; the next reply follows
-                    replies.append(exc)
+            # One deadline for the whole batch rather than one per reply.
+            async with asyncio.timeout(conn.socket_timeout or BATCH_TIMEOUT):
+                await conn.send_packed_command(packed, check_health=False)
+                replies: list[Any] = []
+                for _ in batch:
+                    try:
+                        replies.append(await conn.read_response(timeout=math.inf))
+                    except ResponseError as exc:  # this call's own error; the next follows
+                        replies.append(exc)
             return replies
+        except TimeoutError:
+            await conn.disconnect()
+            raise redis.TimeoutError("Redis did not answer the reservation batch in time") from None
         except BaseException:
             await conn.disconnect()  # replies may still be on their way: never reuse it
             raise

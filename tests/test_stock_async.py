@@ -4,14 +4,19 @@ round trip, and each still gets its own answer."""
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import tempfile
+import time
 import uuid
 from collections import Counter
+from pathlib import Path
 
 import pytest
 import redis
 import redis.asyncio
 
-from flashsale.embedded import free_port
+from flashsale.embedded import RedisServer, free_port
 from flashsale.stock import AsyncStock, Outcome
 from tests.conftest import Platform
 
@@ -83,3 +88,25 @@ async def test_redis_down_fails_every_call_of_the_batch() -> None:
     )
     assert all(isinstance(r, redis.ConnectionError) for r in results), results
     await client.aclose()
+
+
+async def test_a_redis_that_stops_answering_times_the_batch_out() -> None:
+    server = RedisServer(Path(tempfile.mkdtemp()) / "r", appendonly=False).start()
+    client = redis.asyncio.Redis.from_url(server.url, socket_timeout=0.5)
+    stock = AsyncStock(client)
+    try:
+        await client.ping()  # connected, then the server freezes
+        assert server.proc is not None
+        os.kill(server.proc.pid, signal.SIGSTOP)
+        started = time.monotonic()
+        results = await asyncio.gather(
+            *(stock.reserve("s", f"u{i}", 1, str(uuid.uuid4())) for i in range(3)),
+            return_exceptions=True,
+        )
+        assert all(isinstance(r, redis.TimeoutError) for r in results), results
+        assert time.monotonic() - started < 3
+    finally:
+        if server.proc is not None:
+            os.kill(server.proc.pid, signal.SIGCONT)
+        await client.aclose()
+        server.stop()
