@@ -19,7 +19,7 @@ from flashsale.api.server import SERVERS
     help="Folder for the JSON, Markdown and PNG results.",
 )
 @click.option("--runs", type=click.IntRange(min=1), default=None, help="Runs per figure [3].")
-@click.option("--seconds", type=click.FloatRange(min=1), default=None, help="Seconds per run [8].")
+@click.option("--seconds", type=click.FloatRange(min=1), default=None, help="Seconds per run [6].")
 @click.option("--connections", default=None, help="Comma-separated concurrency levels [64,256].")
 @click.option("--workers", type=click.IntRange(min=1), default=None, help="API processes [1].")
 @click.option(
@@ -27,7 +27,7 @@ from flashsale.api.server import SERVERS
     "servers",
     type=click.Choice(SERVERS),
     multiple=True,
-    help="ASGI servers to compare [both]; the first default one feeds the ratios.",
+    help="ASGI servers to compare [both]; the ratios use granian when it is measured.",
 )
 def bench(
     quick: bool,
