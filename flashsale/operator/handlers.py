@@ -144,34 +144,12 @@ def register(registry: kopf.OperatorRegistry, op: OperatorContext) -> None:
 
     resource = (GROUP, VERSION, PLURAL)
 
+    # One handler for the three events; kopf keeps their progress apart by id. The loader
+    # is idempotent: a restart (resume) re-applies the same totals and changes nothing.
     @kopf.on.create(*resource, id="load-on-create", registry=registry, backoff=retry)
-    async def sale_created(
-        body: kopf.Body,
-        name: str,
-        meta: kopf.Meta,
-        spec: kopf.Spec,
-        status: kopf.Status,
-        patch: kopf.Patch,
-        logger: kopf.Logger,
-        **_: Any,
-    ) -> None:
-        await load(body, name, meta, spec, status, patch, logger)
-
     @kopf.on.update(*resource, field="spec", id="load-on-update", registry=registry, backoff=retry)
-    async def sale_updated(
-        body: kopf.Body,
-        name: str,
-        meta: kopf.Meta,
-        spec: kopf.Spec,
-        status: kopf.Status,
-        patch: kopf.Patch,
-        logger: kopf.Logger,
-        **_: Any,
-    ) -> None:
-        await load(body, name, meta, spec, status, patch, logger)
-
     @kopf.on.resume(*resource, id="load-on-resume", registry=registry, backoff=retry)
-    async def sale_resumed(
+    async def sale_loaded(
         body: kopf.Body,
         name: str,
         meta: kopf.Meta,
@@ -181,7 +159,6 @@ def register(registry: kopf.OperatorRegistry, op: OperatorContext) -> None:
         logger: kopf.Logger,
         **_: Any,
     ) -> None:
-        # The loader is idempotent: a restart re-applies the same totals and changes nothing.
         await load(body, name, meta, spec, status, patch, logger)
 
     @kopf.timer(
