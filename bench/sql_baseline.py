@@ -9,6 +9,7 @@ the only difference measured is where the decision is taken."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import uuid
 from collections.abc import AsyncIterator
@@ -142,6 +143,9 @@ def create_app() -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await pool.open()
+        # The same start-up tuning as the FlashSale API (flashsale/api/app.py).
+        gc.collect()
+        gc.freeze()
         yield
         await pool.close()
 
