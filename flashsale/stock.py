@@ -122,15 +122,13 @@ MAX_BATCHES_IN_FLIGHT = 2
 BATCH_TIMEOUT = 5.0  # seconds, when the client sets no socket timeout
 
 
-def _bulk(value: Any) -> bytes:
-    raw = value if isinstance(value, bytes) else str(value).encode()
-    return b"$%d\r\n%s\r\n" % (len(raw), raw)
-
-
 def _pack_evalsha(sha: bytes, keys: list[str], args: list[Any]) -> bytes:
     """EVALSHA sha numkeys keys... args... in the Redis protocol (RESP)."""
-    parts = [sha, len(keys), *keys, *args]
-    return b"*%d\r\n$7\r\nEVALSHA\r\n" % (len(parts) + 1) + b"".join(map(_bulk, parts))
+    out = [b"*%d\r\n$7\r\nEVALSHA\r\n$%d\r\n%s\r\n" % (len(keys) + len(args) + 3, len(sha), sha)]
+    for value in (len(keys), *keys, *args):
+        raw = value if type(value) is bytes else str(value).encode()
+        out.append(b"$%d\r\n%s\r\n" % (len(raw), raw))
+    return b"".join(out)
 
 
 def _fail(batch: list[tuple[list[str], list[Any], asyncio.Future[Any]]], exc: Exception) -> None:

@@ -110,3 +110,14 @@ async def test_a_redis_that_stops_answering_times_the_batch_out() -> None:
             os.kill(server.proc.pid, signal.SIGCONT)
         await client.aclose()
         server.stop()
+
+
+def test_packed_calls_are_byte_for_byte_what_redis_py_sends() -> None:
+    from redis.asyncio.connection import Connection
+
+    from flashsale.stock import _pack_evalsha, reserve_call
+
+    keys, args = reserve_call("s", "üser", 3, str(uuid.uuid4()), "key-1", "q", b"\x00msg\r\n")
+    sha = b"0123456789abcdef0123456789abcdef01234567"
+    expected = b"".join(Connection().pack_command("EVALSHA", sha, len(keys), *keys, *args))
+    assert _pack_evalsha(sha, keys, args) == expected
