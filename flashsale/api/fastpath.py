@@ -13,9 +13,10 @@ import re
 from typing import Any
 
 import orjson
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from flashsale.api.errors import ApiError
+from flashsale.api.limits import replay_body
 from flashsale.api.routes.reservations import IDEMPOTENCY_KEY, admit
 from flashsale.api.schemas import MAX_QUANTITY
 from flashsale.api.services import Services
@@ -91,7 +92,7 @@ class ReservationFastPath:
         if quantity is None or (
             idempotency_key is not None and not IDEMPOTENCY_KEY.match(idempotency_key)
         ):
-            await self.app(scope, _replay(body, receive), send)
+            await self.app(scope, replay_body(body, receive), send)
             return
         services: Services = scope["app"].state.services
         scope["route"] = _ROUTE
@@ -103,17 +104,3 @@ class ReservationFastPath:
             await _answer(send, exc.status, error, exc.headers)
             return
         await _answer(send, 202, accepted, None)
-
-
-def _replay(body: bytes, receive: Receive) -> Receive:
-    """Hand the body already read to the next application."""
-    delivered = False
-
-    async def replay() -> Message:
-        nonlocal delivered
-        if delivered:
-            return await receive()
-        delivered = True
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    return replay

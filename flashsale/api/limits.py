@@ -21,6 +21,20 @@ async def _discard(receive: Receive, limit: int) -> None:
         dropped += len(message.get("body", b""))
 
 
+def replay_body(body: bytes, receive: Receive) -> Receive:
+    """Hand a body already read to the next application, then the rest of `receive`."""
+    delivered = False
+
+    async def replay() -> Message:
+        nonlocal delivered
+        if delivered:
+            return await receive()
+        delivered = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replay
+
+
 class BodySizeLimit:
     """A declared Content-Length over the limit is refused at once; a body without one
     (chunked) is read up to the limit and then handed on, or refused."""
@@ -56,16 +70,7 @@ class BodySizeLimit:
                 return
             if not message.get("more_body", False):
                 break
-        delivered = False
-
-        async def replay() -> Message:
-            nonlocal delivered
-            if delivered:
-                return await receive()
-            delivered = True
-            return {"type": "http.request", "body": bytes(body), "more_body": False}
-
-        await self.app(scope, replay, send)
+        await self.app(scope, replay_body(bytes(body), receive), send)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
         response = error_response(

@@ -41,8 +41,7 @@ def bench(
     """Benchmark the reservation path against the SQL row-lock design and the framework
     and Redis ceilings, in one run, on this machine."""
     from flashsale.bench.runner import Options, run_benchmark
-    from flashsale.bench.scenarios import ToolMissing
-    from flashsale.bench.wrk import WrkMissing
+    from flashsale.bench.wrk import ToolMissing
 
     options = Options.quick_run(out) if quick else Options(out_dir=out)
     if runs:
@@ -60,5 +59,5 @@ def bench(
             raise click.BadParameter("e.g. 64,256", param_hint="--connections") from None
     try:
         run_benchmark(options, log=lambda line: click.echo(line))
-    except (WrkMissing, ToolMissing) as exc:
+    except ToolMissing as exc:
         raise click.ClickException(str(exc)) from None

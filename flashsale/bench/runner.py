@@ -24,7 +24,7 @@ from flashsale.bench.processes import api_server, baseline_server, cpu_seconds, 
 from flashsale.bench.report import write_report
 from flashsale.bench.serve_baseline import baseline_on_path
 from flashsale.bench.stats import load_average, summarize
-from flashsale.bench.wrk import Load, WrkResult, find_wrk, run_wrk, write_tokens
+from flashsale.bench.wrk import Load, ToolMissing, WrkResult, find_wrk, run_wrk, write_tokens
 
 HTTP_FIELDS = ("rps", "p50_ms", "p99_ms", "errors")
 CPU_FIELDS = ("server_cpu_us_per_request", "redis_cpu_us_per_request", "wrk_cpu_us_per_request")
@@ -356,7 +356,7 @@ def run_benchmark(options: Options, log: Callable[[str], None] = print) -> Path:
     try:
         scenarios.find_redis_benchmark()
         missing_redis_benchmark = ""
-    except scenarios.ToolMissing as exc:
+    except ToolMissing as exc:
         missing_redis_benchmark = str(exc)
         log(f"WARNING: no Redis ceiling in this run: {exc}")
     started = datetime.now(UTC)

@@ -3,7 +3,6 @@ ceiling, and Redis memory per live reservation."""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import time
 import uuid
@@ -16,24 +15,15 @@ import psycopg
 import redis
 
 from flashsale.bench.platform import BenchPlatform
+from flashsale.bench.wrk import require_tool
 from flashsale.stock import lua_source, reserve_call
 from flashsale.worker.message import persist_message
 
 QUEUE = "flashsale.orders"
 
 
-class ToolMissing(RuntimeError):
-    pass
-
-
 def find_redis_benchmark() -> str:
-    found = shutil.which("redis-benchmark")
-    if not found:
-        raise ToolMissing(
-            "redis-benchmark not found: install it (Debian/Ubuntu: apt-get install "
-            "redis-tools), or run `make bench`, which installs it with apt-get when root"
-        )
-    return found
+    return require_tool("redis-benchmark", "redis-tools", "redis")
 
 
 def reserve_sha(client: redis.Redis) -> str:

@@ -17,18 +17,23 @@ from flashsale.api.auth import issue_token
 WRK_SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "wrk" / "flashsale.lua"
 
 
-class WrkMissing(RuntimeError):
-    pass
+class ToolMissing(RuntimeError):
+    """A program the benchmark drives is not installed; the message says how to get it."""
+
+
+def require_tool(name: str, debian_package: str, brew_formula: str) -> str:
+    found = shutil.which(name)
+    if not found:
+        raise ToolMissing(
+            f"{name} not found: install it (Debian/Ubuntu: apt-get install {debian_package}; "
+            f"macOS: brew install {brew_formula}), or run `make bench`, which installs it "
+            "with apt-get when root"
+        )
+    return found
 
 
 def find_wrk() -> str:
-    found = shutil.which("wrk")
-    if not found:
-        raise WrkMissing(
-            "wrk not found: install it (Debian/Ubuntu: apt-get install wrk; macOS: brew "
-            "install wrk), or run `make bench`, which installs it with apt-get when root"
-        )
-    return found
+    return require_tool("wrk", "wrk", "wrk")
 
 
 @dataclass(frozen=True, slots=True)
