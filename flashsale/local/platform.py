@@ -55,7 +55,6 @@ class LocalPlatform:
         sink: LineSink | None = None,
         log_dir: Path | None = None,
         loops: Loops = Loops(),
-        extra_env: dict[str, str] | None = None,
     ) -> None:
         self.settings = settings
         self.data_dir = settings.data_dir.resolve()
@@ -66,7 +65,6 @@ class LocalPlatform:
             self.data_dir, redis_url=settings.redis_url, database_url=settings.database_url
         )
         self.supervisor = Supervisor({}, sink=sink, log_dir=log_dir)
-        self.extra_env = extra_env or {}
         self.jwt_secret = ""
         self._recorded = False
 
@@ -115,7 +113,6 @@ class LocalPlatform:
             FLASHSALE_DATA_DIR=str(self.data_dir),
             PYTHONUNBUFFERED="1",  # log lines as they happen, not per buffer
         )
-        env.update(self.extra_env)
         return env
 
     def _start_children(self) -> None:
