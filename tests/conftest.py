@@ -147,19 +147,27 @@ def workdir() -> Iterator[Path]:
     shutil.rmtree(path, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
-def platform(workdir: Path) -> Iterator[Platform]:
-    rds = RedisServer(workdir / "redis", appendonly=False).start()
-    pg = PostgresServer(workdir / "pg", durable=False).start()
+def start_storage(
+    root: Path, appendonly: bool
+) -> tuple[RedisServer, PostgresServer, dict[str, str]]:
+    """A throwaway Redis and a migrated PostgreSQL in `root`, and the environment that
+    points `flashsale` commands at them (and at nothing configured outside the tests)."""
+    rds = RedisServer(root / "redis", appendonly=appendonly).start()
+    pg = PostgresServer(root / "pg", durable=False).start()
     upgrade(pg.url)
-    env = {
-        **os.environ,
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLASHSALE_")} | {
         "FLASHSALE_REDIS_URL": rds.url,
         "FLASHSALE_DATABASE_URL": pg.url,
         "FLASHSALE_JWT_SECRET": JWT_SECRET,
-        "FLASHSALE_ORDERS_PER_SECOND": "5000",
         "FLASHSALE_SWEEP_AFTER_SECONDS": "1",
     }
+    return rds, pg, env
+
+
+@pytest.fixture(scope="session")
+def platform(workdir: Path) -> Iterator[Platform]:
+    rds, pg, env = start_storage(workdir, appendonly=False)
+    env["FLASHSALE_ORDERS_PER_SECOND"] = "5000"
     client = redis.Redis.from_url(rds.url)
     try:
         yield Platform(rds.url, pg.url, env, session_factory(pg.url), Stock(client))

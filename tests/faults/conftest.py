@@ -27,7 +27,6 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
 from flashsale.db.engine import session_factory
-from flashsale.db.migrate import upgrade
 from flashsale.demo.crowd import Click, Crowd
 from flashsale.demo.invariants import Check, check_invariants
 from flashsale.demo.timeline import Timeline, sample_once
@@ -38,7 +37,7 @@ from flashsale.settings import Settings
 from flashsale.spec import SaleSpec
 from flashsale.stock import Stock
 from flashsale.sweeper import sweep
-from tests.conftest import JWT_SECRET, Process, serve_api, wait_for
+from tests.conftest import JWT_SECRET, Process, serve_api, start_storage, wait_for
 
 QUEUE = Settings().queue
 REPORT: list[dict[str, Any]] = []
@@ -187,16 +186,7 @@ class Stack:
 @pytest.fixture
 def stack() -> Iterator[Stack]:
     root = Path(tempfile.mkdtemp(prefix="flashsale-faults-"))
-    rds = RedisServer(root / "redis", appendonly=True).start()
-    pg = PostgresServer(root / "pg", durable=False).start()
-    upgrade(pg.url)
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("FLASHSALE_")},
-        "FLASHSALE_REDIS_URL": rds.url,
-        "FLASHSALE_DATABASE_URL": pg.url,
-        "FLASHSALE_JWT_SECRET": JWT_SECRET,
-        "FLASHSALE_SWEEP_AFTER_SECONDS": "1",
-    }
+    rds, pg, env = start_storage(root, appendonly=True)
     client = redis.Redis.from_url(rds.url)
     built = Stack(root, rds, pg, env, Stock(client), session_factory(pg.url))
     try:
