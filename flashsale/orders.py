@@ -8,11 +8,11 @@ from datetime import UTC, datetime
 
 import redis
 from sqlalchemy import func, select, update
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session, sessionmaker
 
-from flashsale.db.models import Order, OrderStatus, Sale
+from flashsale.db.models import Order, OrderStatus
 from flashsale.keys import SaleKeys
+from flashsale.persist import persist_reservation
 from flashsale.sales import sale_names
 from flashsale.stock import Stock
 
@@ -96,56 +96,6 @@ def find_reservation(
         if raw:
             return Reservation.from_hash(name, order_id, raw)
     return None
-
-
-def persist_reservation(
-    sessions: sessionmaker[Session], stock: Stock, sale: str, order_id: str
-) -> str | None:
-    """Write the reservation as an order, once; returns its status, None if unknown.
-
-    The insert is keyed by the reservation id, so a redelivered task finds the row and
-    does nothing. In the same transaction the sale's live units are raised only if they
-    stay within its stock: should Redis ever admit too much (a failover that lost writes),
-    the excess order is stored as rejected and never becomes payable."""
-    reservation = read_reservation(stock.client, sale, order_id)
-    if reservation is None:
-        return None
-    with sessions.begin() as session:
-        status = _insert_order(session, reservation)
-    stock.ack(sale, order_id, rejected=status == OrderStatus.REJECTED)
-    return status
-
-
-def _insert_order(session: Session, r: Reservation) -> str:
-    inserted = session.scalar(
-        insert(Order)
-        .values(
-            id=uuid.UUID(r.order_id),
-            sale=r.sale,
-            user_id=r.user,
-            quantity=r.quantity,
-            status=OrderStatus.PENDING_PAYMENT,
-            reserved_at=r.reserved_at,
-            expires_at=r.expires_at,
-        )
-        .on_conflict_do_nothing(index_elements=[Order.id])
-        .returning(Order.id)
-    )
-    if inserted is None:
-        existing = session.scalar(select(Order.status).where(Order.id == uuid.UUID(r.order_id)))
-        return existing or OrderStatus.PENDING_PAYMENT
-    within_stock = session.scalar(
-        update(Sale)
-        .where(Sale.name == r.sale, Sale.live_units + r.quantity <= Sale.stock)
-        .values(live_units=Sale.live_units + r.quantity)
-        .returning(Sale.name)
-    )
-    if within_stock is not None:
-        return OrderStatus.PENDING_PAYMENT
-    session.execute(
-        update(Order).where(Order.id == uuid.UUID(r.order_id)).values(status=OrderStatus.REJECTED)
-    )
-    return OrderStatus.REJECTED
 
 
 def _stored_order(sessions: sessionmaker[Session], oid: uuid.UUID, user: str) -> OrderView | None:

@@ -4,7 +4,9 @@ objects (which re-send the source after NOSCRIPT, e.g. when Redis restarted)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import cache
@@ -16,6 +18,9 @@ import redis.asyncio
 from redis.exceptions import NoScriptError, ResponseError
 
 from flashsale.keys import SaleKeys
+from flashsale.worker.message import ORDERS_PER_MESSAGE, MessageTemplate, persist_template
+
+log = logging.getLogger(__name__)
 
 
 @cache
@@ -93,33 +98,48 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+@dataclass(frozen=True, slots=True)
+class Purchase:
+    """One request to buy, as the reserve script takes it."""
+
+    user: str
+    quantity: int
+    order_id: str
+    idempotency_key: str | None = None
+
+
 def reserve_call(
     sale: str,
-    user: str,
-    quantity: int,
-    order_id: str,
-    idempotency_key: str | None,
-    queue_key: str,
-    message: bytes | str,
+    purchases: Sequence[Purchase],
+    queue_key: str = "",
+    message: MessageTemplate | None = None,
 ) -> tuple[list[str], list[Any]]:
-    """KEYS and ARGV of reserve.lua, shared by the sync and async clients. With no queue,
-    KEYS[8] names a key of the sale itself (never written), keeping the call in one slot."""
+    """KEYS and ARGV of reserve.lua for purchases of one sale, shared by the sync and
+    async clients. With no queue, KEYS[5] names a key of the sale itself (never written),
+    keeping the call in one slot."""
     k = SaleKeys(sale)
-    keys = [
-        k.meta,
-        k.stock,
-        k.held,
-        k.rate(user),
-        k.idempotency(user, idempotency_key),
-        k.outbox,
-        k.reservation(order_id),
-        queue_key or k.meta,
-    ]
-    return keys, [user, quantity, order_id, message, "1" if idempotency_key else "0"]
+    keys = [k.meta, k.stock, k.held, k.outbox, queue_key or k.meta]
+    args: list[Any] = [message.head, message.tail] if queue_key and message else [b"", b""]
+    for p in purchases:
+        keys += [
+            k.rate(p.user),
+            k.idempotency(p.user, p.idempotency_key),
+            k.reservation(p.order_id),
+        ]
+        args += [p.user, p.quantity, p.order_id, "1" if p.idempotency_key else "0"]
+    return keys, args
+
+
+def parse_answers(raw: Any, count: int) -> list[ReserveResult]:
+    if not isinstance(raw, list) or len(raw) != count:
+        raise redis.ResponseError(f"reserve.lua answered {raw!r} to {count} purchases")
+    return [ReserveResult.parse(answer) for answer in raw]
 
 
 MAX_BATCHES_IN_FLIGHT = 2
 BATCH_TIMEOUT = 5.0  # seconds, when the client sets no socket timeout
+# Accepted order ids of one call, handed on by the caller (the 'publish' handoff).
+Publish = Callable[[str, list[str]], Awaitable[None]]
 
 
 def _pack_evalsha(sha: bytes, keys: list[str], args: list[Any]) -> bytes:
@@ -131,24 +151,45 @@ def _pack_evalsha(sha: bytes, keys: list[str], args: list[Any]) -> bytes:
     return b"".join(out)
 
 
-def _fail(batch: list[tuple[list[str], list[Any], asyncio.Future[Any]]], exc: Exception) -> None:
-    for *_, future in batch:
-        if not future.done():
-            future.set_exception(exc)
+@dataclass(slots=True)
+class _Call:
+    """Purchases of one sale that go to Redis in one script call."""
+
+    sale: str
+    purchases: list[Purchase]
+    futures: list[asyncio.Future[ReserveResult]]
+
+    def fail(self, exc: BaseException) -> None:
+        for future in self.futures:
+            if not future.done():
+                future.set_exception(exc)
 
 
 class AsyncStock:
-    """The reservation hot path: one EVALSHA per purchase.
+    """The reservation hot path.
 
-    Calls made in the same event-loop tick go to Redis together, in one pipeline (one
-    write, one read), which costs this process far less CPU than one round trip each.
-    Every call still runs the script on its own and gets its own answer back."""
+    Purchases asked for in the same event-loop tick go to Redis together: those of one
+    sale in one call of the reserve script (up to ORDERS_PER_MESSAGE), the calls of
+    different sales in one write. Each purchase is still decided on its own and gets its
+    own answer; the accepted ones of a call share one task message, pushed by the script
+    itself (`queue`) or handed to `publish` before anyone is answered."""
 
-    def __init__(self, client: redis.asyncio.Redis, batch: bool = True) -> None:
+    def __init__(
+        self,
+        client: redis.asyncio.Redis,
+        queue: str = "",
+        publish: Publish | None = None,
+        batch: bool = True,
+        on_call: Callable[[int], object] | None = None,
+    ) -> None:
         self.client = client
         self._reserve = client.register_script(lua_source("reserve"))
+        self._queue = queue
+        self._publish = publish
         self._batch = batch
-        self._pending: list[tuple[list[str], list[Any], asyncio.Future[Any]]] = []
+        self._on_call = on_call  # told the number of purchases of each script call
+        self._pending: list[_Call] = []
+        self._open: dict[str, _Call] = {}  # the call of each sale that takes more purchases
         self._flushes: set[asyncio.Task[None]] = set()
         self._scheduled = False
 
@@ -159,19 +200,21 @@ class AsyncStock:
         quantity: int,
         order_id: str,
         idempotency_key: str | None = None,
-        queue_key: str = "",
-        message: bytes | str = "",
     ) -> ReserveResult:
-        keys, args = reserve_call(
-            sale, user, quantity, order_id, idempotency_key, queue_key, message
-        )
-        if not self._batch:
-            return ReserveResult.parse(await self._reserve(keys=keys, args=args))
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[Any] = loop.create_future()
-        self._pending.append((keys, args, future))
+        future: asyncio.Future[ReserveResult] = loop.create_future()
+        purchase = Purchase(user, quantity, order_id, idempotency_key)
+        if not self._batch:
+            await self._flush([_Call(sale, [purchase], [future])])
+            return await future
+        call = self._open.get(sale)
+        if call is None or len(call.purchases) >= ORDERS_PER_MESSAGE:
+            call = self._open[sale] = _Call(sale, [], [])
+            self._pending.append(call)
+        call.purchases.append(purchase)
+        call.futures.append(future)
         self._schedule(loop)
-        return ReserveResult.parse(await future)
+        return await future
 
     def _schedule(self, loop: asyncio.AbstractEventLoop) -> None:
         # At most MAX_BATCHES_IN_FLIGHT batches travel at once: while they do, new calls
@@ -182,8 +225,8 @@ class AsyncStock:
 
     def _start_flush(self) -> None:
         self._scheduled = False
-        batch, self._pending = self._pending, []
-        task = asyncio.ensure_future(self._flush(batch))
+        calls, self._pending, self._open = self._pending, [], {}
+        task = asyncio.ensure_future(self._flush(calls))
         self._flushes.add(task)  # keep a reference until it is done
         task.add_done_callback(self._flush_done)
 
@@ -191,55 +234,79 @@ class AsyncStock:
         self._flushes.discard(task)
         self._schedule(asyncio.get_running_loop())
 
-    async def _flush(
-        self, batch: list[tuple[list[str], list[Any], asyncio.Future[Any]]], reloaded: bool = False
-    ) -> None:
+    async def _flush(self, calls: list[_Call], reloaded: bool = False) -> None:
         try:
-            replies = await self._send_batch(batch)
+            replies = await self._send(calls)
         except Exception as exc:  # noqa: BLE001 - every waiting request gets the error
-            _fail(batch, exc)
+            for call in calls:
+                call.fail(exc)
             return
         except BaseException:
-            _fail(batch, redis.ConnectionError("the reservation call was cancelled"))
+            for call in calls:
+                call.fail(redis.ConnectionError("the reservation call was cancelled"))
             raise
-        unloaded = []
-        for item, reply in zip(batch, replies, strict=True):
-            future = item[2]
-            if future.done():  # the request was cancelled (client went away)
-                continue
+        unloaded, answered = [], []
+        for call, reply in zip(calls, replies, strict=True):
             if isinstance(reply, NoScriptError) and not reloaded:
-                unloaded.append(item)
-            elif isinstance(reply, Exception):
-                future.set_exception(reply)
-            else:
-                future.set_result(reply)
+                unloaded.append(call)
+                continue
+            try:
+                if isinstance(reply, Exception):
+                    raise reply
+                answered.append((call, parse_answers(reply, len(call.purchases))))
+            except redis.RedisError as exc:
+                call.fail(exc)
+        if self._publish is not None:
+            handed = [self._hand_on(call, results) for call, results in answered]
+            for failure in await asyncio.gather(*handed, return_exceptions=True):
+                if isinstance(failure, Exception):  # they wait in the outbox for the sweep
+                    log.warning("could not hand accepted reservations on: %s", failure)
+        for call, results in answered:
+            for future, result in zip(call.futures, results, strict=True):
+                if not future.done():  # else the request was cancelled (client went away)
+                    future.set_result(result)
         if unloaded:
             # Redis lost its script cache (restart, failover): those calls did not run.
             # Load the script once and send them again.
             try:
                 await self.client.script_load(self._reserve.script)
             except Exception as exc:  # noqa: BLE001 - handed to the waiting requests
-                _fail(unloaded, exc)
+                for call in unloaded:
+                    call.fail(exc)
                 return
             await self._flush(unloaded, reloaded=True)
 
-    async def _send_batch(
-        self, batch: list[tuple[list[str], list[Any], asyncio.Future[Any]]]
-    ) -> list[Any]:
+    async def _hand_on(self, call: _Call, results: list[ReserveResult]) -> None:
+        assert self._publish is not None
+        fresh = [
+            r.order_id
+            for r in results
+            if r.outcome is Outcome.ACCEPTED and not r.replayed and r.order_id is not None
+        ]
+        if fresh:
+            await self._publish(call.sale, fresh)
+
+    async def _send(self, calls: list[_Call]) -> list[Any]:
         """One write of all EVALSHA commands, then their replies in order, on one pooled
         connection. Packed here rather than by redis-py's pipeline, whose generic
         per-argument encoding was the largest cost of a reservation in the profile.
         Never retried: a lost connection fails the batch (503), it cannot run twice."""
         sha = self._reserve.sha.encode()
-        packed = b"".join(_pack_evalsha(sha, keys, args) for keys, args, _ in batch)
+        packed = []
+        for call in calls:
+            template = persist_template(call.sale, self._queue) if self._queue else None
+            keys, args = reserve_call(call.sale, call.purchases, self._queue, template)
+            packed.append(_pack_evalsha(sha, keys, args))
+            if self._on_call is not None:
+                self._on_call(len(call.purchases))
         pool = self.client.connection_pool
         conn = await pool.get_connection()  # type: ignore[no-untyped-call]  # untyped upstream
         try:
             # One deadline for the whole batch rather than one per reply.
             async with asyncio.timeout(conn.socket_timeout or BATCH_TIMEOUT):
-                await conn.send_packed_command(packed, check_health=False)
+                await conn.send_packed_command(b"".join(packed), check_health=False)
                 replies: list[Any] = []
-                for _ in batch:
+                for _ in calls:
                     try:
                         replies.append(await conn.read_response(timeout=math.inf))
                     except ResponseError as exc:  # this call's own error; the next follows
@@ -272,13 +339,26 @@ class Stock:
         quantity: int,
         order_id: str,
         idempotency_key: str | None = None,
-        queue_key: str = "",
-        message: bytes | str = "",
+        queue: str = "",
+        message: MessageTemplate | None = None,
     ) -> ReserveResult:
-        keys, args = reserve_call(
-            sale, user, quantity, order_id, idempotency_key, queue_key, message
-        )
-        return ReserveResult.parse(self._reserve(keys=keys, args=args))
+        """One purchase; with a queue, the script pushes its task message there."""
+        purchase = Purchase(user, quantity, order_id, idempotency_key)
+        return self.reserve_many(sale, [purchase], queue, message)[0]
+
+    def reserve_many(
+        self,
+        sale: str,
+        purchases: Sequence[Purchase],
+        queue: str = "",
+        message: MessageTemplate | None = None,
+    ) -> list[ReserveResult]:
+        """Purchases of one sale in one script call, as the API makes them; the accepted
+        ones share one task message (`message`, or a new one) when a queue is given."""
+        if queue and message is None:
+            message = persist_template(sale, queue)
+        keys, args = reserve_call(sale, purchases, queue, message)
+        return parse_answers(self._reserve(keys=keys, args=args), len(purchases))
 
     def load(self, sale: str, limits: SaleLimits, sold: SoldInSql = SoldInSql()) -> int:
         """Create or update the sale; returns the units still for sale. `sold` counts
@@ -310,12 +390,19 @@ class Stock:
         return int(raw[2])
 
     def ack(self, sale: str, order_id: str, rejected: bool = False) -> bool:
+        return self.ack_many(sale, {order_id: rejected}) == 1
+
+    def ack_many(self, sale: str, rejected: Mapping[str, bool]) -> int:
+        """Take persisted reservations off the outbox (`rejected[id]`: SQL refused it);
+        returns how many this call acknowledged."""
+        if not rejected:
+            return 0
         k = SaleKeys(sale)
-        done = self._ack(
-            keys=[k.meta, k.outbox, k.reservation(order_id), k.held],
-            args=[order_id, "rejected" if rejected else "persisted"],
-        )
-        return bool(int(done))
+        args: list[str] = []
+        for order_id, refused in rejected.items():
+            args += [order_id, "rejected" if refused else "persisted"]
+        keys = [k.meta, k.outbox, k.held, *(k.reservation(order_id) for order_id in rejected)]
+        return int(self._ack(keys=keys, args=args))
 
     def restore(self, sale: str, order_id: str, user: str, quantity: int) -> int:
         """1: units returned now; 0: returned before; -1: the sale is gone from Redis."""

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from flashsale.keys import SaleKeys
 from flashsale.sales import sale_names
-from flashsale.worker.message import persist_message
+from flashsale.worker.message import ORDERS_PER_MESSAGE, persist_message
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,8 @@ def sweep(
     older_than_seconds: float,
     max_backlog: int = DEFAULT_MAX_BACKLOG,
 ) -> int:
-    """Publish every outbox entry older than the threshold; returns how many.
+    """Publish every outbox entry older than the threshold, many to a message; returns
+    how many entries.
 
     A re-published entry counts as new again (its outbox time becomes now), so one entry
     is handed out at most once per threshold. And while the workers are behind (more than
@@ -64,8 +65,9 @@ def sweep(
             # XX: an entry a worker removed meanwhile stays removed.
             stock_client.zadd(outbox, dict.fromkeys(page, now_ms), xx=True)
             pipe = broker_client.pipeline(transaction=False)
-            for order_id in page:
-                pipe.lpush(queue, persist_message(sale, order_id, queue))
+            for first in range(0, len(page), ORDERS_PER_MESSAGE):
+                chunk = page[first : first + ORDERS_PER_MESSAGE]
+                pipe.lpush(queue, persist_message(sale, chunk, queue))
             pipe.execute()
         published += len(stale)
         if stale:

@@ -14,8 +14,8 @@ from flashsale.orders import (
     UnknownOrder,
     get_order,
     pay_order,
-    persist_reservation,
 )
+from flashsale.persist import persist_reservation
 from flashsale.reaper import reap
 from flashsale.sales import sale_status
 from flashsale.stock import Outcome

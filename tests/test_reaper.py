@@ -16,7 +16,8 @@ from pathlib import Path
 from sqlalchemy import text
 
 from flashsale.keys import SaleKeys
-from flashsale.orders import OrderClosed, pay_order, persist_reservation
+from flashsale.orders import OrderClosed, pay_order
+from flashsale.persist import persist_reservation
 from flashsale.reaper import ReapReport, expire_due, reap
 from flashsale.sales import sale_status
 from flashsale.stock import Outcome

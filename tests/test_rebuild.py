@@ -8,7 +8,8 @@ import uuid
 import pytest
 
 from flashsale.keys import SaleKeys
-from flashsale.orders import pay_order, persist_reservation
+from flashsale.orders import pay_order
+from flashsale.persist import persist_reservation
 from flashsale.reaper import expire_due, reap
 from flashsale.sales import InvalidSale, apply_sale, rebuild_sale, sale_status
 from flashsale.spec import SaleSpec

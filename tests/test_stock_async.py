@@ -18,6 +18,7 @@ import redis.asyncio
 
 from flashsale.embedded import RedisServer, free_port
 from flashsale.stock import AsyncStock, Outcome
+from flashsale.worker.message import persist_args
 from tests.conftest import Platform
 
 
@@ -115,9 +116,67 @@ async def test_a_redis_that_stops_answering_times_the_batch_out() -> None:
 def test_packed_calls_are_byte_for_byte_what_redis_py_sends() -> None:
     from redis.asyncio.connection import Connection
 
-    from flashsale.stock import _pack_evalsha, reserve_call
+    from flashsale.stock import Purchase, _pack_evalsha, reserve_call
+    from flashsale.worker.message import MessageTemplate
 
-    keys, args = reserve_call("s", "üser", 3, str(uuid.uuid4()), "key-1", "q", b"\x00msg\r\n")
+    purchases = [Purchase("üser", 3, str(uuid.uuid4()), "key-1"), Purchase("b", 1, "o-2")]
+    template = MessageTemplate(b"\x00head\r\n", b"tail\r\n")
+    keys, args = reserve_call("s", purchases, "q", template)
     sha = b"0123456789abcdef0123456789abcdef01234567"
     expected = b"".join(Connection().pack_command("EVALSHA", sha, len(keys), *keys, *args))
     assert _pack_evalsha(sha, keys, args) == expected
+
+
+async def test_script_handoff_queues_one_message_per_sale_and_batch(platform: Platform) -> None:
+    first, second = platform.sale(stock=3, perUserLimit=1), platform.sale(stock=10)
+    queue = f"q-{uuid.uuid4()}"
+    client = redis.asyncio.Redis.from_url(platform.redis_url)
+    stock = AsyncStock(client, queue=queue)
+    calls = [(first, f"u{i}") for i in range(5)] + [(second, f"v{i}") for i in range(4)]
+    try:
+        results = await asyncio.gather(
+            *(stock.reserve(sale, user, 1, str(uuid.uuid4())) for sale, user in calls)
+        )
+    finally:
+        await client.aclose()
+    accepted: dict[str, list[str]] = {first: [], second: []}
+    for (sale, _), result in zip(calls, results, strict=True):
+        if result.outcome is Outcome.ACCEPTED:
+            assert result.order_id is not None
+            accepted[sale].append(result.order_id)
+    assert [len(accepted[first]), len(accepted[second])] == [3, 4]
+    queued = sorted(persist_args(raw) for raw in platform.stock.client.lrange(queue, 0, -1))
+    # One tick, one call per sale: one message each, with exactly the accepted ids.
+    assert queued == sorted([(first, accepted[first]), (second, accepted[second])])
+    platform.stock.client.delete(queue)
+
+
+async def test_publish_handoff_hands_on_accepted_new_orders_before_answering(
+    platform: Platform,
+) -> None:
+    sale = platform.sale(stock=2, perUserLimit=1)
+    handed: list[tuple[str, list[str]]] = []
+    answered: list[str] = []
+
+    async def publish(sale: str, order_ids: list[str]) -> None:
+        assert not answered, "a purchase was answered before its message went out"
+        handed.append((sale, order_ids))
+
+    client = redis.asyncio.Redis.from_url(platform.redis_url)
+    stock = AsyncStock(client, publish=publish)
+
+    async def buy(user: str, key: str | None = None) -> str:
+        result = await stock.reserve(sale, user, 1, str(uuid.uuid4()), key)
+        answered.append(user)
+        return result.outcome.value
+
+    try:
+        outcomes = await asyncio.gather(buy("ann", "k"), buy("bob"), buy("cy"))
+        assert outcomes == ["accepted", "accepted", "sold_out"]
+        assert len(handed) == 1 and handed[0][0] == sale and len(handed[0][1]) == 2
+        # A replay of Ann's key is answered, but hands nothing on again.
+        answered.clear()
+        assert await buy("ann", "k") == "accepted"
+        assert len(handed) == 1
+    finally:
+        await client.aclose()

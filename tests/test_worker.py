@@ -12,11 +12,12 @@ import pytest
 from sqlalchemy import text
 
 from flashsale.keys import SaleKeys
-from flashsale.orders import OrderClosed, get_order, pay_order, persist_reservation
+from flashsale.orders import OrderClosed, get_order, pay_order
+from flashsale.persist import persist_reservation
 from flashsale.sales import sale_status
 from flashsale.settings import Settings
 from flashsale.stock import Outcome
-from flashsale.worker.message import persist_message
+from flashsale.worker.message import persist_template
 from tests.conftest import Platform, Process, wait_for
 
 QUEUE = Settings().queue
@@ -25,11 +26,11 @@ QUEUE = Settings().queue
 def reserve(platform: Platform, sale: str, user: str, qty: int = 1) -> tuple[str, bytes]:
     """Reserve and enqueue in one script call, as the API does; returns (order, message)."""
     order_id = str(uuid.uuid4())
-    message = persist_message(sale, order_id, QUEUE)
-    result = platform.stock.reserve(sale, user, qty, order_id, queue_key=QUEUE, message=message)
+    template = persist_template(sale, QUEUE)
+    result = platform.stock.reserve(sale, user, qty, order_id, queue=QUEUE, message=template)
     assert result.outcome == Outcome.ACCEPTED, result
     assert result.order_id == order_id
-    return order_id, message
+    return order_id, template.render([order_id])  # byte for byte what the script pushed
 
 
 def task_id(message: bytes) -> str:
@@ -167,9 +168,7 @@ def test_status_figures_add_up_while_workers_persist(platform: Platform, worker)
     sale = platform.sale(stock=total, perUserLimit=1)
     for i in range(200):
         order = str(uuid.uuid4())
-        platform.stock.reserve(
-            sale, f"s{i}", 1, order, queue_key=QUEUE, message=persist_message(sale, order, QUEUE)
-        )
+        platform.stock.reserve(sale, f"s{i}", 1, order, queue=QUEUE)
     polls = 0
     while True:
         figures = sale_status(platform.sessions, platform.stock, sale).stock

@@ -24,6 +24,11 @@ HANDOFF_FAILURES = Counter(
     "flashsale_handoff_failures_total",
     "Accepted reservations whose task publish failed (left in the outbox for sweep)",
 )
+RESERVE_CALL_PURCHASES = Histogram(
+    "flashsale_reserve_call_purchases",
+    "Purchases decided by one call of the reserve script (requests that arrived together)",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+)
 REQUEST_SECONDS = Histogram(
     "flashsale_request_duration_seconds",
     "HTTP request latency by route",

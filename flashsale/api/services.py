@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import redis
@@ -9,10 +10,28 @@ from redis.asyncio import Redis as AsyncRedis
 from sqlalchemy.orm import Session, sessionmaker
 
 from flashsale.api.auth import TokenVerifier
+from flashsale.api.metrics import HANDOFF_FAILURES, RESERVE_CALL_PURCHASES
 from flashsale.api.soldout import SoldOutFlags
 from flashsale.db.engine import session_factory
 from flashsale.settings import Settings
-from flashsale.stock import AsyncStock, Stock
+from flashsale.stock import AsyncStock, Publish, Stock
+from flashsale.worker.message import persist_message
+
+log = logging.getLogger(__name__)
+
+
+def publisher(broker: AsyncRedis, queue: str) -> Publish:
+    """The 'publish' handoff: push the task message of accepted reservations after the
+    script; should the broker fail, they wait in the outbox for the sweep."""
+
+    async def publish(sale: str, order_ids: list[str]) -> None:
+        try:
+            await broker.lpush(queue, persist_message(sale, order_ids, queue))
+        except (redis.RedisError, OSError) as exc:
+            HANDOFF_FAILURES.inc()
+            log.warning("task publish failed, left for sweep: %s", exc)
+
+    return publish
 
 
 @dataclass
@@ -53,7 +72,12 @@ class Services:
             ),
             redis=aredis,
             broker=broker,
-            fast_stock=AsyncStock(aredis),
+            fast_stock=AsyncStock(
+                aredis,
+                queue=settings.queue if settings.script_handoff else "",
+                publish=None if settings.script_handoff else publisher(broker, settings.queue),
+                on_call=RESERVE_CALL_PURCHASES.observe,
+            ),
             stock=Stock(
                 redis.Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=2)
             ),

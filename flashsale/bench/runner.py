@@ -9,6 +9,7 @@ import platform as host
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -86,6 +87,16 @@ class Run:
     results: dict[str, Any] = field(default_factory=dict)
     checks: list[Check] = field(default_factory=list)
     sale_counter: int = 0
+    # Mean purchases per reserve call the default server made, by connections.
+    purchases_per_call: dict[str, float] = field(default_factory=dict)
+
+    def backlog_batch(self) -> int:
+        """Purchases per call (and task message) for the drain and memory figures: what
+        the API made at the highest concurrency measured, 1 when it was not measured."""
+        if not self.purchases_per_call:
+            return 1
+        busiest = max(self.purchases_per_call, key=int)
+        return max(1, round(self.purchases_per_call[busiest]))
 
     def new_sale(self, prefix: str, stock: int) -> str:
         self.sale_counter += 1
@@ -173,6 +184,18 @@ def _cpu_model() -> str:
     return host.processor()
 
 
+def reserve_calls(base: str) -> tuple[float, float]:
+    """(purchases, script calls) the API counted so far, from its /metrics."""
+    with urllib.request.urlopen(base + "/metrics", timeout=5) as response:
+        text = response.read().decode()
+    found = dict.fromkeys(("_sum", "_count"), 0.0)
+    for line in text.splitlines():
+        for suffix in found:
+            if line.startswith(f"flashsale_reserve_call_purchases{suffix} "):
+                found[suffix] = float(line.split()[1])
+    return found["_sum"], found["_count"]
+
+
 def http_figures(run: Run, server: str, with_sold_out: bool = True) -> dict[str, Any]:
     """/healthz, the reservation path and (optionally) the sold-out path on one server."""
     p, o = run.platform, run.options
@@ -190,10 +213,16 @@ def http_figures(run: Run, server: str, with_sold_out: bool = True) -> dict[str,
         )
 
         run.log(f"{server}: POST reservation (JWT, Idempotency-Key, stock never runs out)")
-        live: dict[str, Any] = {"sale": "", "accepted": 0, "in_flight": 0}
+        live: dict[str, Any] = {"sale": "", "accepted": 0, "in_flight": 0, "calls": (0.0, 0.0)}
+        per_call: dict[str, float] = {}
 
         def reservation_load(connections: int) -> Load:
-            live.update(sale=run.new_sale(f"live-{server}", 100_000_000), accepted=0, in_flight=0)
+            live.update(
+                sale=run.new_sale(f"live-{server}", 100_000_000),
+                accepted=0,
+                in_flight=0,
+                calls=reserve_calls(api.base),
+            )
             path = f"/v1/sales/{live['sale']}/reservations"
             return Load(api.base + path, connections, o.seconds, "POST", run.tokens, None, True)
 
@@ -211,10 +240,21 @@ def http_figures(run: Run, server: str, with_sold_out: bool = True) -> dict[str,
                 )
             )
             p.stock.client.unlink(scenarios.QUEUE)  # no workers here: drop the task messages
+            purchases, calls = reserve_calls(api.base)
+            before = live["calls"]
+            per_call[str(connections)] = round(
+                (purchases - before[0]) / max(1.0, calls - before[1]), 1
+            )
 
         figures["reservation"] = run.measure(
             "reservation", reservation_load, 202, reservation_check, api.pids
         )
+        # How many purchases the API sent to Redis together: the task messages' size.
+        for connections, mean in per_call.items():
+            figures["reservation"][connections]["purchases_per_call"] = mean
+            run.log(f"  reservation c={connections}: {mean} purchases per script call")
+        if server == DEFAULT_SERVER:
+            run.purchases_per_call = per_call
 
         if with_sold_out:
             run.log(f"{server}: POST reservation to a sold-out sale (late clicks, no key)")
@@ -298,7 +338,9 @@ def worker_drain(run: Run) -> dict[str, Any]:
         FLASHSALE_WORKER_CONCURRENCY=str(o.worker_concurrency),
     )
     sale = run.platform.sale(f"drain-{uuid.uuid4().hex[:6]}", o.backlog, **SHOPPER_SPEC)
-    order_ids = scenarios.create_backlog(p, sale, o.backlog)
+    per_call = run.backlog_batch()
+    run.log(f"  {per_call} reservations per task message, as the API made them")
+    order_ids = scenarios.create_backlog(p, sale, o.backlog, per_call)
     worker = worker_process(env, p.workdir / "worker.log", o.worker_concurrency)
     started = time.monotonic()
     worker.start()
@@ -336,14 +378,19 @@ def worker_drain(run: Run) -> dict[str, Any]:
     ceiling = summarize(
         ceiling_runs, ("rows_per_second", "copy_rows_per_second", "insert_rows_per_second")
     )
-    return {"drain": drain, "insert_ceiling": ceiling, "backlog": o.backlog}
+    return {
+        "drain": drain,
+        "insert_ceiling": ceiling,
+        "backlog": o.backlog,
+        "backlog_per_message": per_call,
+    }
 
 
 def redis_memory(run: Run) -> dict[str, Any]:
     count = run.options.memory_reservations
     run.log(f"Redis memory over {count:,} live reservations")
     sale = run.new_sale("memory", count)
-    result = scenarios.memory_per_reservation(run.platform, sale, count)
+    result = scenarios.memory_per_reservation(run.platform, sale, count, run.backlog_batch())
     run.log(f"  {result['bytes_per_reservation']:,.0f} bytes per live reservation")
     run.platform.drop_sale_keys(sale)
     return result

@@ -16,8 +16,8 @@ import redis
 
 from flashsale.bench.platform import BenchPlatform
 from flashsale.bench.wrk import require_tool
-from flashsale.stock import lua_source, reserve_call
-from flashsale.worker.message import persist_message
+from flashsale.stock import Outcome, Purchase, lua_source, reserve_call
+from flashsale.worker.message import persist_template
 
 QUEUE = "flashsale.orders"
 
@@ -34,14 +34,14 @@ def reserve_sha(client: redis.Redis) -> str:
 def redis_ceiling(
     platform: BenchPlatform, sale: str, connections: int, requests: int, pipeline: int
 ) -> dict[str, float]:
-    """redis-benchmark calling reserve.lua with EVALSHA: users and order ids vary per
-    call, each call pushes a task message of the API's size, as the API's calls do."""
+    """redis-benchmark calling reserve.lua with EVALSHA, one purchase per call: users and
+    order ids vary per call, each call pushes a task message, as the API's calls do."""
     client = platform.stock.client
     sha = reserve_sha(client)
     user = "rb-__rand_int__"
     order = "__rand_int__"
     keys, args = reserve_call(
-        sale, user, 1, order, None, QUEUE, persist_message(sale, str(uuid.uuid4()), QUEUE)
+        sale, [Purchase(user, 1, order)], QUEUE, persist_template(sale, QUEUE)
     )
     port = str(platform.redis_server.port)
     cmd = [
@@ -84,30 +84,20 @@ def redis_ceiling(
     }
 
 
-def create_backlog(platform: BenchPlatform, sale: str, count: int) -> set[str]:
-    """`count` accepted reservations, each with its task message on the queue, made by
-    the reserve script exactly as the API makes them (script handoff), 1,000 a round trip."""
-    client = platform.stock.client
-    sha = reserve_sha(client)
+def create_backlog(platform: BenchPlatform, sale: str, count: int, per_call: int) -> set[str]:
+    """`count` accepted reservations made by the reserve script exactly as the API makes
+    them (script handoff), `per_call` purchases to a call and so to a task message."""
+    stock = platform.stock
     order_ids: set[str] = set()
-    for start in range(0, count, 1000):
-        pipe = client.pipeline(transaction=False)
-        for i in range(start, min(count, start + 1000)):
-            order_id = str(uuid.uuid4())
-            order_ids.add(order_id)
-            keys, args = reserve_call(
-                sale,
-                f"backlog-{i}",
-                1,
-                order_id,
-                None,
-                QUEUE,
-                persist_message(sale, order_id, QUEUE),
-            )
-            pipe.evalsha(sha, len(keys), *keys, *args)
-        for reply in pipe.execute():
-            if reply[0] != b"ok":
-                raise RuntimeError(f"backlog reservation refused: {reply!r}")
+    for start in range(0, count, per_call):
+        purchases = [
+            Purchase(f"backlog-{i}", 1, str(uuid.uuid4()))
+            for i in range(start, min(count, start + per_call))
+        ]
+        for result in stock.reserve_many(sale, purchases, QUEUE):
+            if result.outcome is not Outcome.ACCEPTED or result.order_id is None:
+                raise RuntimeError(f"backlog reservation refused: {result!r}")
+            order_ids.add(result.order_id)
     return order_ids
 
 
@@ -222,34 +212,27 @@ def insert_ceiling(database_url: str, sale: str, count: int) -> dict[str, float]
     }
 
 
-def memory_per_reservation(platform: BenchPlatform, sale: str, count: int) -> dict[str, float]:
+def memory_per_reservation(
+    platform: BenchPlatform, sale: str, count: int, per_call: int
+) -> dict[str, float]:
     """Redis `used_memory` before and after `count` live reservations made as the API
-    makes them (with an Idempotency-Key and the task message on the queue)."""
+    makes them (with an Idempotency-Key, `per_call` to a call and its task message)."""
     client = platform.stock.client
-    sha = reserve_sha(client)
     client.unlink(QUEUE)
     before = int(client.info("memory")["used_memory"])
-    for start in range(0, count, 1000):
-        pipe = client.pipeline(transaction=False)
-        for i in range(start, min(count, start + 1000)):
-            order_id = str(uuid.uuid4())
-            keys, args = reserve_call(
-                sale,
-                f"mem-{i}",
-                1,
-                order_id,
-                f"key-{i}",
-                QUEUE,
-                persist_message(sale, order_id, QUEUE),
-            )
-            pipe.evalsha(sha, len(keys), *keys, *args)
-        pipe.execute()
+    for start in range(0, count, per_call):
+        purchases = [
+            Purchase(f"mem-{i}", 1, str(uuid.uuid4()), f"key-{i}")
+            for i in range(start, min(count, start + per_call))
+        ]
+        platform.stock.reserve_many(sale, purchases, QUEUE)
     after = int(client.info("memory")["used_memory"])
     queue_bytes = int(client.memory_usage(QUEUE, samples=0) or 0)
     client.unlink(QUEUE)
     total = (after - before) / count
     return {
         "reservations": count,
+        "reservations_per_message": per_call,
         "bytes_per_reservation": round(total, 1),
         "of_which_task_message": round(queue_bytes / count, 1),
         "bytes_without_task_message": round(total - queue_bytes / count, 1),

@@ -1,22 +1,51 @@
-"""Celery tasks: thin wrappers that hand ids to the order logic and declare retries."""
+"""Celery tasks: thin wrappers that pace the work, hand ids to the order logic and
+declare retries."""
 
 from __future__ import annotations
 
 import logging
+from collections import Counter
+from collections.abc import Callable
 from functools import cache
+from typing import Any
 
 import redis
+from celery import Task
+from celery.signals import celeryd_after_setup
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from flashsale.db.engine import session_factory
-from flashsale.orders import persist_reservation
+from flashsale.persist import persist_reservations
 from flashsale.settings import get_settings
 from flashsale.stock import Stock
 from flashsale.worker.app import app
-from flashsale.worker.message import PERSIST_TASK
+from flashsale.worker.message import PERSIST_ONE_TASK, PERSIST_TASK
+from flashsale.worker.pacing import TokenBucket, WorkerPace
 
 log = logging.getLogger(__name__)
+
+_processes = 1  # pool processes sharing this worker's pace
+
+
+@celeryd_after_setup.connect
+def _count_pool_processes(sender: str, instance: Any, **_: Any) -> None:
+    """Runs in the worker's main process before the pool forks, so children inherit it."""
+    global _processes
+    prefork = getattr(instance.pool_cls, "__module__", "").endswith("prefork")
+    _processes = max(1, int(instance.concurrency)) if prefork else 1
+
+
+def _persist_task(name: str) -> Callable[[Callable[..., Any]], Task[Any, Any]]:
+    """A task that retries, with backoff, for as long as PostgreSQL or Redis are away."""
+    return app.task(
+        name=name,
+        autoretry_for=(OperationalError, DBAPIError, redis.ConnectionError, redis.TimeoutError),
+        retry_backoff=True,
+        retry_backoff_max=30,
+        retry_jitter=True,
+        max_retries=None,
+    )
 
 
 @cache
@@ -29,16 +58,32 @@ def _stock() -> Stock:
     return Stock(redis.Redis.from_url(get_settings().require_redis_url()))
 
 
-@app.task(
-    name=PERSIST_TASK,
-    autoretry_for=(OperationalError, DBAPIError, redis.ConnectionError, redis.TimeoutError),
-    retry_backoff=True,
-    retry_backoff_max=30,
-    retry_jitter=True,
-    max_retries=None,
-)
-def persist_order(sale: str, order_id: str) -> str | None:
-    status = persist_reservation(_sessions(), _stock(), sale, order_id)
-    if status is None:
-        log.warning("reservation %s of sale %s is not in Redis; nothing to persist", order_id, sale)
-    return status
+@cache
+def _pace() -> TokenBucket:
+    settings = get_settings()
+    broker = redis.Redis.from_url(settings.effective_broker_url or settings.require_redis_url())
+    share = WorkerPace(broker, settings.orders_per_second, share=1 / _processes)
+    return TokenBucket(share.per_second)
+
+
+@_persist_task(PERSIST_TASK)
+def persist_orders(sale: str, order_ids: list[str]) -> dict[str, int]:
+    """Persist reservations of one sale in one transaction, at the worker's pace;
+    returns how many orders ended in each status."""
+    wanted = list(dict.fromkeys(order_ids))
+    _pace().take(len(wanted))
+    statuses = persist_reservations(_sessions(), _stock(), sale, wanted)
+    if len(statuses) < len(wanted):
+        log.warning(
+            "%d reservations of sale %s are not in Redis; nothing to persist for them",
+            len(wanted) - len(statuses),
+            sale,
+        )
+    return dict(Counter(statuses.values()))
+
+
+@_persist_task(PERSIST_ONE_TASK)
+def persist_order(sale: str, order_id: str) -> dict[str, int]:
+    """The message format of earlier releases: one reservation."""
+    result: dict[str, int] = persist_orders(sale, [order_id])
+    return result

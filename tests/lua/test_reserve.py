@@ -9,7 +9,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from flashsale.keys import SaleKeys
-from flashsale.stock import Outcome
+from flashsale.stock import Outcome, ReserveResult
+from flashsale.worker.message import persist_args
 from tests.conftest import Platform
 
 
@@ -237,24 +238,27 @@ def test_token_bucket_limits_then_refills(platform: Platform) -> None:
     assert platform.remaining(sale) == 6
 
 
+def queued(platform: Platform, queue: str) -> list[tuple[str, list[str]]]:
+    """(sale, order ids) of each message on the queue, oldest first."""
+    return [persist_args(raw) for raw in reversed(platform.stock.client.lrange(queue, 0, -1))]
+
+
 def test_message_is_queued_only_on_acceptance(platform: Platform) -> None:
     sale = platform.sale(stock=1, perUserLimit=1)
     queue = f"q-{uuid.uuid4()}"
-    client = platform.stock.client
 
-    def reserve(user: str, message: str, key: str | None = None) -> Outcome:
-        return platform.stock.reserve(
-            sale, user, 1, new_id(), idempotency_key=key, queue_key=queue, message=message
-        ).outcome
+    def reserve(user: str, key: str | None = None) -> ReserveResult:
+        return platform.stock.reserve(sale, user, 1, new_id(), idempotency_key=key, queue=queue)
 
-    assert reserve("alice", "m-accepted", key="k") is Outcome.ACCEPTED
-    assert client.lrange(queue, 0, -1) == [b"m-accepted"]
+    accepted = reserve("alice", key="k")
+    assert accepted.outcome is Outcome.ACCEPTED
+    assert queued(platform, queue) == [(sale, [accepted.order_id])]
 
     # A replay is not a new reservation: nothing new on the queue.
-    assert reserve("alice", "m-replay", key="k") is Outcome.ACCEPTED
-    assert reserve("alice", "m-limit") is Outcome.LIMIT_REACHED
-    assert reserve("bob", "m-sold-out") is Outcome.SOLD_OUT
-    assert client.lrange(queue, 0, -1) == [b"m-accepted"]
+    assert reserve("alice", key="k").outcome is Outcome.ACCEPTED
+    assert reserve("alice").outcome is Outcome.LIMIT_REACHED
+    assert reserve("bob").outcome is Outcome.SOLD_OUT
+    assert queued(platform, queue) == [(sale, [accepted.order_id])]
 
 
 def test_message_is_not_queued_on_any_refusal(platform: Platform) -> None:
@@ -270,18 +274,16 @@ def test_message_is_not_queued_on_any_refusal(platform: Platform) -> None:
         Outcome.UNKNOWN_SALE: f"nope-{uuid.uuid4().hex[:10]}",
     }
     for expected, sale in refused.items():
-        result = platform.stock.reserve(
-            sale, "alice", 1, new_id(), queue_key=queue, message=f"m-{expected}"
-        )
+        result = platform.stock.reserve(sale, "alice", 1, new_id(), queue=queue)
         assert result.outcome is expected
     assert not client.exists(queue)
 
     limited = platform.sale(stock=5, perUserLimit=5, rateLimit={"requestsPerSecond": 1, "burst": 1})
-    first = platform.stock.reserve(limited, "alice", 1, new_id(), queue_key=queue, message="m-1")
-    second = platform.stock.reserve(limited, "alice", 1, new_id(), queue_key=queue, message="m-2")
+    first = platform.stock.reserve(limited, "alice", 1, new_id(), queue=queue)
+    second = platform.stock.reserve(limited, "alice", 1, new_id(), queue=queue)
     assert first.outcome is Outcome.ACCEPTED
     assert second.outcome is Outcome.RATE_LIMITED
-    assert client.lrange(queue, 0, -1) == [b"m-1"]
+    assert queued(platform, queue) == [(limited, [first.order_id])]
 
 
 def test_idempotent_replay_survives_rate_limit_and_pause(platform: Platform) -> None:

@@ -1,7 +1,8 @@
 """POST /v1/sales/{sale}/reservations: the hot path.
 
 One Redis round trip decides and records the purchase; the Celery task message is pushed
-by the same script (or, with the 'publish' handoff, right after it). No SQL here."""
+by the same script (or, with the 'publish' handoff, right after it): see AsyncStock.
+No SQL here."""
 
 from __future__ import annotations
 
@@ -17,13 +18,12 @@ from starlette.responses import Response
 
 from flashsale.api.deps import CurrentUser, ServicesDep
 from flashsale.api.errors import ApiError, error_doc
-from flashsale.api.metrics import HANDOFF_FAILURES, RESERVATIONS
+from flashsale.api.metrics import RESERVATIONS
 from flashsale.api.schemas import ReservationOut, ReservationRequest
 from flashsale.api.services import Services
 from flashsale.orders import from_ms
 from flashsale.spec import is_valid_sale_name
 from flashsale.stock import Outcome, ReserveResult
-from flashsale.worker.message import persist_message
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["reservations"])
@@ -84,21 +84,9 @@ async def admit(
     if idempotency_key is None and services.sold_out.refuses(sale, quantity):
         OUTCOMES[Outcome.SOLD_OUT].inc()
         raise ApiError(409, Outcome.SOLD_OUT.value, _REFUSALS[Outcome.SOLD_OUT][1])
-    settings = services.settings
-    order_id = str(uuid.uuid4())
-    script_handoff = settings.script_handoff
-    # The script pushes the task message itself, so it must be built before the call;
-    # with the publish handoff only an accepted purchase needs one.
-    message = persist_message(sale, order_id, settings.queue) if script_handoff else b""
     try:
         result = await services.fast_stock.reserve(
-            sale,
-            user,
-            quantity,
-            order_id,
-            idempotency_key,
-            queue_key=settings.queue if script_handoff else "",
-            message=message,
+            sale, user, quantity, str(uuid.uuid4()), idempotency_key
         )
     except redis.RedisError as exc:
         log.warning("reserve failed: %s", exc)
@@ -110,8 +98,6 @@ async def admit(
             services.sold_out.remember(sale, quantity)
         raise _refusal(result)
     services.sold_out.forget(sale)
-    if not script_handoff and not result.replayed:
-        await _publish(services, persist_message(sale, order_id, settings.queue))
     assert result.order_id is not None
     return orjson.dumps(
         {
@@ -133,12 +119,3 @@ def _refusal(result: ReserveResult) -> ApiError:
         )
     status, detail = _REFUSALS[result.outcome]
     return ApiError(status, result.outcome.value, detail)
-
-
-async def _publish(services: Services, message: bytes) -> None:
-    """Hand the task to the broker; on failure the reservation waits in the outbox."""
-    try:
-        await services.broker.lpush(services.settings.queue, message)
-    except (redis.RedisError, OSError) as exc:
-        HANDOFF_FAILURES.inc()
-        log.warning("task publish failed, left for sweep: %s", exc)
