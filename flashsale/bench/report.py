@@ -137,7 +137,9 @@ def markdown(results: dict[str, Any]) -> str:
     d, c = results["drain"], results["insert_ceiling"]
     lines += [
         "",
-        f"Worker drain of a {results['backlog']:,}-reservation backlog: "
+        f"Worker drain of a {results['backlog']:,}-reservation backlog, "
+        f"{results.get('backlog_per_message', 1)} reservations per task message (the mean "
+        "the API made at the highest concurrency above): "
         + (
             ""
             if d["overall"]["complete"]
@@ -151,11 +153,24 @@ def markdown(results: dict[str, Any]) -> str:
         f"multi-row INSERT {_cell(c, 'insert_rows_per_second')}).",
         "",
     ]
+    by_size = results.get("drain_by_message_size", {})
+    if by_size:
+        lines += [
+            "The same drain with other message sizes (smaller backlogs): a task message costs "
+            "its own delivery and transaction, however few reservations it carries.",
+            "",
+            "| reservations per message | backlog | orders/s |",
+            "|---|---|---|",
+        ]
+        for size, f in by_size.items():
+            lines.append(f"| {size} | {f['backlog']:,} | {f['orders_per_second']:,.0f} |")
+        lines.append("")
     mem = results["redis_memory"]
     lines += [
         f"Redis memory: {mem['bytes_per_reservation']:,.0f} bytes per live reservation over "
-        f"{mem['reservations']:,} reservations, of which {mem['of_which_task_message']:,.0f} "
-        "are the task message waiting in the queue.",
+        f"{mem['reservations']:,} reservations made {mem.get('reservations_per_message', 1)} "
+        f"to a call, of which {mem['of_which_task_message']:,.0f} are their share of the task "
+        "message waiting in the queue.",
         "",
         "## Ratios",
         "",

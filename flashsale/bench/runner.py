@@ -54,6 +54,9 @@ class Options:
     # rate is then taken over what was persisted, and the rest is checked to be waiting.
     drain_seconds: float = 240.0
     worker_concurrency: int = 4
+    # The drain again with these reservations per task message, on smaller backlogs.
+    drain_message_sizes: tuple[int, ...] = (1, 16, 256)
+    size_backlog: int = 20_000
     memory_reservations: int = 100_000
     redis_requests: int = 100_000
     out_dir: Path = Path("bench/results")
@@ -71,6 +74,8 @@ class Options:
             backlog=500,
             drain_runs=1,
             drain_seconds=60,
+            drain_message_sizes=(1, 256),
+            size_backlog=300,
             memory_reservations=2_000,
             redis_requests=5_000,
             out_dir=out_dir,
@@ -329,25 +334,25 @@ def redis_ceiling(run: Run) -> dict[str, Any]:
     return figures
 
 
-def worker_drain(run: Run) -> dict[str, Any]:
-    """One backlog drained by the shipped worker (no pacing), timed in three slices."""
+def drain_backlog(
+    run: Run, name: str, count: int, per_call: int, timeout: float
+) -> scenarios.Drain:
+    """`count` reservations, `per_call` to a task message, drained by the shipped worker
+    without a pace; the invariants are checked after."""
     p, o = run.platform, run.options
-    run.log(f"workers: drain a backlog of {o.backlog:,} reservations into PostgreSQL")
     env = p.env(
         FLASHSALE_ORDERS_PER_SECOND="1000000",  # no pacing: how fast can they go
         FLASHSALE_WORKER_CONCURRENCY=str(o.worker_concurrency),
     )
-    sale = run.platform.sale(f"drain-{uuid.uuid4().hex[:6]}", o.backlog, **SHOPPER_SPEC)
-    per_call = run.backlog_batch()
-    run.log(f"  {per_call} reservations per task message, as the API made them")
-    order_ids = scenarios.create_backlog(p, sale, o.backlog, per_call)
-    worker = worker_process(env, p.workdir / "worker.log", o.worker_concurrency)
+    sale = run.platform.sale(
+        f"{name.replace('_', '-')}-{uuid.uuid4().hex[:6]}", count, **SHOPPER_SPEC
+    )
+    order_ids = scenarios.create_backlog(p, sale, count, per_call)
+    worker = worker_process(env, p.workdir / f"{name}.log", o.worker_concurrency)
     started = time.monotonic()
     worker.start()
     try:
-        drained = scenarios.wait_for_drain(
-            p.database_url, sale, o.backlog, started, timeout=o.drain_seconds
-        )
+        drained = scenarios.wait_for_drain(p.database_url, sale, count, started, timeout)
         # Give the last acknowledgements (after each commit) a moment to land.
         deadline = time.monotonic() + 10
         while (
@@ -358,7 +363,21 @@ def worker_drain(run: Run) -> dict[str, Any]:
             time.sleep(0.1)
     finally:
         worker.stop()
-    run.check(check_persisted(p.stock.client, p.sessions, "worker_drain", sale, order_ids))
+    run.check(check_persisted(p.stock.client, p.sessions, name, sale, order_ids))
+    p.drop_sale_keys(sale)
+    return drained
+
+
+def worker_drain(run: Run) -> dict[str, Any]:
+    """One backlog drained by the shipped worker (no pacing), timed in three slices; then
+    smaller backlogs with other message sizes, to show what a message costs."""
+    p, o = run.platform, run.options
+    per_call = run.backlog_batch()
+    run.log(
+        f"workers: drain a backlog of {o.backlog:,} reservations into PostgreSQL, "
+        f"{per_call} per task message as the API made them"
+    )
+    drained = drain_backlog(run, "worker_drain", o.backlog, per_call, o.drain_seconds)
     segments = [s | {"load_average": load_average()} for s in drained.segments(3)]
     drain = summarize(segments, ("orders_per_second",)) | {"overall": drained.overall()}
     run.log(
@@ -366,7 +385,14 @@ def worker_drain(run: Run) -> dict[str, Any]:
         f"{drain['overall']['orders_per_second']:,.0f} orders/s overall, slices "
         + ", ".join(f"{s['orders_per_second']:,.0f}" for s in segments)
     )
-    p.drop_sale_keys(sale)
+    by_size: dict[str, Any] = {}
+    for size in o.drain_message_sizes:
+        sized = drain_backlog(run, f"drain_by_size_{size}", o.size_backlog, size, o.drain_seconds)
+        by_size[str(size)] = sized.overall()
+        run.log(
+            f"  {size} per message: {by_size[str(size)]['orders_per_second']:,.0f} orders/s "
+            f"({o.size_backlog:,} reservations)"
+        )
 
     run.log("PostgreSQL: the same rows in one COPY / one multi-row INSERT (its ceiling)")
     ceiling_sale = run.platform.sale(f"ceiling-{uuid.uuid4().hex[:6]}", 1, **SHOPPER_SPEC)
@@ -380,6 +406,7 @@ def worker_drain(run: Run) -> dict[str, Any]:
     )
     return {
         "drain": drain,
+        "drain_by_message_size": by_size,
         "insert_ceiling": ceiling,
         "backlog": o.backlog,
         "backlog_per_message": per_call,

@@ -147,6 +147,8 @@ class Drain:
     def overall(self) -> dict[str, Any]:
         first_at, first_count = next((t, c) for t, c in self.samples if c > 0)
         last_at = self.samples[-1][0]
+        if first_at == last_at:  # all of it between two samples: count from the start
+            first_at, first_count = self.started, 0
         seconds = max(last_at - first_at, 1e-3)
         return {
             "backlog": self.expected,
@@ -171,7 +173,7 @@ def wait_for_drain(
             if count == 0:
                 raise RuntimeError(f"no order reached SQL within {timeout}s")
             return drain
-        time.sleep(0.1)
+        time.sleep(0.02)
 
 
 def _ceiling_rows(sale: str, count: int) -> Iterator[tuple[Any, ...]]:
