@@ -54,7 +54,18 @@ def test_quick_run_writes_every_figure_and_checks_invariants(tmp_path: Path) -> 
     invariants = results["invariants"]
     assert invariants["ok"] is True
     scenarios = {check["scenario"].split("/")[0] for check in invariants["checks"]}
-    assert scenarios == {"reservation", "sold_out", "sql_baseline", "worker_drain"}
+    assert scenarios == {
+        "reservation",
+        "sold_out",
+        "sql_baseline",
+        "worker_drain",
+        "drain_by_size_1",
+        "drain_by_size_256",
+    }
+    assert results["backlog_per_message"] >= 1
+    assert results["servers"][default]["reservation"]["64"]["purchases_per_call"] >= 1
+    for size in ("1", "256"):
+        assert results["drain_by_message_size"][size]["orders_per_second"] > 0
     drained = next(c for c in invariants["checks"] if c["scenario"] == "worker_drain")
     assert drained["figures"]["order_rows"] == drained["figures"]["reservations"] > 0
 
