@@ -165,6 +165,13 @@ class _Call:
                 future.set_exception(exc)
 
 
+def _answer(answered: list[tuple[_Call, list[ReserveResult]]]) -> None:
+    for call, results in answered:
+        for future, result in zip(call.futures, results, strict=True):
+            if not future.done():  # else the request was cancelled (client went away)
+                future.set_result(result)
+
+
 class AsyncStock:
     """The reservation hot path.
 
@@ -191,6 +198,7 @@ class AsyncStock:
         self._pending: list[_Call] = []
         self._open: dict[str, _Call] = {}  # the call of each sale that takes more purchases
         self._flushes: set[asyncio.Task[None]] = set()
+        self._handoffs: set[asyncio.Future[None]] = set()
         self._scheduled = False
 
     async def reserve(
@@ -256,15 +264,14 @@ class AsyncStock:
                 answered.append((call, parse_answers(reply, len(call.purchases))))
             except redis.RedisError as exc:
                 call.fail(exc)
-        if self._publish is not None:
-            handed = [self._hand_on(call, results) for call, results in answered]
-            for failure in await asyncio.gather(*handed, return_exceptions=True):
-                if isinstance(failure, Exception):  # they wait in the outbox for the sweep
-                    log.warning("could not hand accepted reservations on: %s", failure)
-        for call, results in answered:
-            for future, result in zip(call.futures, results, strict=True):
-                if not future.done():  # else the request was cancelled (client went away)
-                    future.set_result(result)
+        if self._publish is not None and answered:
+            # Handed on apart from the batch, so that a slow broker does not hold back
+            # the next reservation batches, only the answers of these purchases.
+            handoff = asyncio.ensure_future(self._hand_on_then_answer(answered))
+            self._handoffs.add(handoff)
+            handoff.add_done_callback(self._handoffs.discard)
+        else:
+            _answer(answered)
         if unloaded:
             # Redis lost its script cache (restart, failover): those calls did not run.
             # Load the script once and send them again.
@@ -276,15 +283,21 @@ class AsyncStock:
                 return
             await self._flush(unloaded, reloaded=True)
 
-    async def _hand_on(self, call: _Call, results: list[ReserveResult]) -> None:
+    async def _hand_on_then_answer(self, answered: list[tuple[_Call, list[ReserveResult]]]) -> None:
         assert self._publish is not None
-        fresh = [
-            r.order_id
-            for r in results
-            if r.outcome is Outcome.ACCEPTED and not r.replayed and r.order_id is not None
-        ]
-        if fresh:
-            await self._publish(call.sale, fresh)
+        handed = []
+        for call, results in answered:
+            fresh = [
+                r.order_id
+                for r in results
+                if r.outcome is Outcome.ACCEPTED and not r.replayed and r.order_id is not None
+            ]
+            if fresh:
+                handed.append(self._publish(call.sale, fresh))
+        for failure in await asyncio.gather(*handed, return_exceptions=True):
+            if isinstance(failure, Exception):  # they wait in the outbox for the sweep
+                log.warning("could not hand accepted reservations on: %s", failure)
+        _answer(answered)
 
     async def _send(self, calls: list[_Call]) -> list[Any]:
         """One write of all EVALSHA commands, then their replies in order, on one pooled
