@@ -17,7 +17,13 @@ from flashsale.api.services import Services
 from flashsale.settings import Settings, get_settings
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None) -> ReservationFastPath:
+    """The application, behind the reservation fast path (see flashsale/api/fastpath.py)."""
+    settings = settings or get_settings()
+    return ReservationFastPath(create_api(settings), settings.max_body_bytes)
+
+
+def create_api(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     settings.require_jwt_secret()  # fail at start-up, not on the first request
 
@@ -35,8 +41,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     for module in (reservations, orders, sales, health):
         app.include_router(module.router)
-    # Innermost: timed by LatencyMiddleware and under the body limit like every route.
-    app.add_middleware(ReservationFastPath)
     app.add_middleware(LatencyMiddleware)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     return app

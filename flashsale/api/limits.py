@@ -21,8 +21,9 @@ async def _discard(receive: Receive, limit: int) -> None:
         dropped += len(message.get("body", b""))
 
 
-def replay_body(body: bytes, receive: Receive) -> Receive:
-    """Hand a body already read to the next application, then the rest of `receive`."""
+def replay_body(body: bytes, receive: Receive, more_body: bool = False) -> Receive:
+    """Hand a body already read (all of it, or its start when `more_body`) to the next
+    application, then the rest of `receive`."""
     delivered = False
 
     async def replay() -> Message:
@@ -30,7 +31,7 @@ def replay_body(body: bytes, receive: Receive) -> Receive:
         if delivered:
             return await receive()
         delivered = True
-        return {"type": "http.request", "body": body, "more_body": False}
+        return {"type": "http.request", "body": body, "more_body": more_body}
 
     return replay
 
