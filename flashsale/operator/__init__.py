@@ -17,5 +17,7 @@ What it does on each event:
   `fs:{<sale>}:*` key. Orders stay in SQL.
 - scaling loop, every refresh and at once after a change: list the FlashSales, size the
   API and worker Deployments for the sales in their window (a lead time before
-  `startsAt` until `endsAt`), baseline otherwise, and broadcast the workers' pace.
+  `startsAt` until `endsAt`), baseline otherwise, and write the workers' pace (orders/s
+  per worker) to the broker's Redis, where the workers read it; no sale: the key goes and
+  each worker keeps its own FLASHSALE_ORDERS_PER_SECOND.
 """

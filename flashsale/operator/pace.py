@@ -1,45 +1,56 @@
-"""Per-sale worker pace: the operator tells running Celery workers how fast to persist
-orders (`spec.worker.ordersPerSecond` shared by the worker replicas), by broadcasting a
-`rate_limit` control message over the broker. Workers started later begin at their own
-FLASHSALE_ORDERS_PER_SECOND and get the sale's pace with the next broadcast."""
+"""Per-sale worker pace: the operator tells the Celery workers how fast to persist orders
+(`spec.worker.ordersPerSecond` of the sales in their window, shared by the worker
+replicas) by writing it to `WORKER_PACE_KEY` on the broker's Redis. Every worker re-reads
+the key every few seconds, workers started later included (`flashsale.worker.pacing`).
+With no sale the key is deleted and each worker keeps its own FLASHSALE_ORDERS_PER_SECOND;
+the key also expires if the operator stops refreshing it."""
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
-from celery import Celery
+import redis
 
-from flashsale.settings import Settings
-from flashsale.worker.app import make_celery
-from flashsale.worker.message import PERSIST_TASK
+from flashsale.worker.pacing import PACE_TTL_SECONDS, WORKER_PACE_KEY
 
 log = logging.getLogger(__name__)
 
-REBROADCAST_SECONDS = 60.0  # reach workers that started since the last change
+REWRITE_SECONDS = 60.0  # keeps the key's TTL fresh, well before PACE_TTL_SECONDS
+_UNKNOWN = object()  # at start: a key left by an earlier operator may be there
 
 
-def rate_text(per_second: float) -> str:
-    return f"{per_second:.6g}/s"
+def pace_text(per_second: float) -> str:
+    return f"{per_second:.6g}"
 
 
-class WorkerPace:
-    def __init__(self, common: Settings) -> None:
-        self.default = common.orders_per_second
-        self._app: Celery = make_celery(common)
-        self._last: str | None = None
-        self._sent_at = 0.0
+class PaceSetter:
+    """Writes the per-worker pace to the broker's Redis when it changes, and now and then
+    to keep its TTL fresh; deletes it (once) when no sale sets one."""
 
-    def apply(self, per_worker: float | None) -> str | None:
-        """Broadcast the pace when it changed (or now and then); None: back to the default.
-        Returns the rate sent, if any. Blocking: call it from a thread."""
-        wanted = rate_text(per_worker if per_worker is not None else self.default)
-        now = time.monotonic()
-        fresh = now - self._sent_at < REBROADCAST_SECONDS
-        if wanted == self._last and (fresh or per_worker is None):
-            return None
-        self._app.control.rate_limit(PERSIST_TASK, wanted, reply=False)
+    def __init__(self, broker: redis.Redis, clock: Callable[[], float] = time.monotonic) -> None:
+        self._broker = broker
+        self._clock = clock
+        self._last: object = _UNKNOWN  # the value written, None once deleted
+        self._written_at = 0.0
+
+    def apply(self, per_worker: float | None) -> bool:
+        """Set the pace (None: each worker's own default). Returns whether Redis was
+        written. Blocking: call it from a thread."""
+        now = self._clock()
+        if per_worker is None:
+            if self._last is None:
+                return False
+            if self._broker.delete(WORKER_PACE_KEY):
+                log.info("worker pace cleared: workers back to FLASHSALE_ORDERS_PER_SECOND")
+            self._last = None
+            return True
+        wanted = pace_text(per_worker)
+        if wanted == self._last and now - self._written_at < REWRITE_SECONDS:
+            return False
+        self._broker.set(WORKER_PACE_KEY, wanted, ex=PACE_TTL_SECONDS)
         if wanted != self._last:
-            log.info("worker pace set to %s per worker", wanted)
-        self._last, self._sent_at = wanted, now
-        return wanted
+            log.info("worker pace set to %s orders/s per worker", wanted)
+        self._last, self._written_at = wanted, now
+        return True

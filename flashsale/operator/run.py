@@ -11,7 +11,7 @@ import kopf
 
 from flashsale.operator import handlers
 from flashsale.operator.context import OperatorContext
-from flashsale.operator.pace import WorkerPace
+from flashsale.operator.pace import PaceSetter
 from flashsale.operator.scaler import Scaler
 from flashsale.operator.settings import OperatorSettings
 from flashsale.settings import Settings
@@ -77,7 +77,7 @@ def build_registry(op: OperatorContext) -> kopf.OperatorRegistry:
     async def startup(settings: kopf.OperatorSettings, logger: kopf.Logger, **_: Any) -> None:
         configure(settings, op.settings)
         op.metrics.serve(op.settings.metrics_port)
-        scaler = Scaler(op, WorkerPace(op.common))
+        scaler = Scaler(op, PaceSetter(op.broker))
         tasks.append(asyncio.create_task(scaler.run_forever(), name="flashsale-scaler"))
         logger.info(
             f"serving FlashSales in {op.watch_namespace or 'all namespaces'}; scaling "

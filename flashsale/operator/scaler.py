@@ -12,11 +12,12 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import redis
 from pydantic import ValidationError
 
 from flashsale.operator.context import BACKEND_ERRORS, OperatorContext
 from flashsale.operator.kube import KubeError
-from flashsale.operator.pace import WorkerPace
+from flashsale.operator.pace import PaceSetter
 from flashsale.operator.scaling import Replicas, desired_replicas, replicas_patch, worker_rate
 from flashsale.spec import SaleSpec
 
@@ -37,7 +38,7 @@ def live_specs(items: Iterable[Mapping[str, Any]]) -> list[SaleSpec]:
 
 
 class Scaler:
-    def __init__(self, op: OperatorContext, pace: WorkerPace | None) -> None:
+    def __init__(self, op: OperatorContext, pace: PaceSetter | None) -> None:
         self.op = op
         self.pace = pace
         self._missing: set[str] = set()
@@ -101,6 +102,6 @@ class Scaler:
             return
         try:
             await asyncio.to_thread(self.pace.apply, per_worker)
-        except Exception as exc:  # noqa: BLE001 - kombu's errors vary by transport
-            # The pace is an optimisation: workers keep their configured rate meanwhile.
-            log.warning("could not broadcast the worker pace: %s", exc)
+        except redis.RedisError as exc:
+            # Workers keep the pace they last read until the key expires, then their own.
+            log.warning("could not write the worker pace: %s", exc)

@@ -21,19 +21,20 @@ from flashsale.settings import get_settings
 from flashsale.stock import Stock
 from flashsale.worker.app import app
 from flashsale.worker.message import PERSIST_ONE_TASK, PERSIST_TASK
-from flashsale.worker.pacing import TokenBucket, WorkerPace
+from flashsale.worker.pacing import BucketState, TokenBucket, WorkerPace
 
 log = logging.getLogger(__name__)
 
-_processes = 1  # pool processes sharing this worker's pace
+_bucket_state = BucketState()  # this worker's pace: shared by its pool's processes
 
 
 @celeryd_after_setup.connect
-def _count_pool_processes(sender: str, instance: Any, **_: Any) -> None:
-    """Runs in the worker's main process before the pool forks, so children inherit it."""
-    global _processes
-    prefork = getattr(instance.pool_cls, "__module__", "").endswith("prefork")
-    _processes = max(1, int(instance.concurrency)) if prefork else 1
+def _share_the_pace(sender: str, instance: Any, **_: Any) -> None:
+    """Runs in the worker's main process before a prefork pool forks: its children
+    inherit one bucket in shared memory."""
+    global _bucket_state
+    if getattr(instance.pool_cls, "__module__", "").endswith("prefork"):
+        _bucket_state = BucketState(shared=True)
 
 
 def _persist_task(name: str) -> Callable[[Callable[..., Any]], Task[Any, Any]]:
@@ -62,8 +63,8 @@ def _stock() -> Stock:
 def _pace() -> TokenBucket:
     settings = get_settings()
     broker = redis.Redis.from_url(settings.effective_broker_url or settings.require_redis_url())
-    share = WorkerPace(broker, settings.orders_per_second, share=1 / _processes)
-    return TokenBucket(share.per_second)
+    pace = WorkerPace(broker, settings.orders_per_second)
+    return TokenBucket(pace.per_second, state=_bucket_state)
 
 
 @_persist_task(PERSIST_TASK)

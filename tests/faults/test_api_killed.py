@@ -22,7 +22,7 @@ async def test_api_killed_after_the_script_before_the_publish(stack: Stack) -> N
         "FLASHSALE_PUBLISH_TIMEOUT_SECONDS": "60",  # the publish hangs until the kill
     }
     base = stack.start_api("api-1", **env)
-    # No pace limit: the frozen broker would stall a rate-limited worker (RELIABILITY.md).
+    # Unpaced: this test is about the API and the outbox.
     stack.start_worker(**env, FLASHSALE_ORDERS_PER_SECOND="100000")
     sale = stack.sale(stock=50)
     assert broker.proc is not None

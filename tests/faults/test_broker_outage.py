@@ -24,8 +24,7 @@ async def test_broker_down_or_frozen_loses_no_reservation(stack: Stack) -> None:
         "FLASHSALE_PUBLISH_TIMEOUT_SECONDS": str(PUBLISH_TIMEOUT),
     }
     base = stack.start_api(**env)
-    # No pace limit: after a broker reconnect Celery's rate limiter can stall a worker
-    # (RELIABILITY.md, known limits); this test is about the API and the outbox.
+    # Unpaced: this test is about the API and the outbox.
     stack.start_worker(**env, FLASHSALE_ORDERS_PER_SECOND="100000")
     sale = stack.sale(stock=400)
     async with stack.watch(sale, 400) as timeline, stack.crowd(base, sale) as crowd:

@@ -198,8 +198,8 @@ class Operator:
         self.liveness_port, self.metrics_port = free_port(), free_port()
         env = {
             **self.platform.env,
-            # Control messages (the workers' pace) go to the broker's database: a database of
-            # their own keeps them away from the session's shared Celery worker.
+            # The workers' pace goes to the broker's database: a database of its own keeps
+            # it away from the session's shared Celery worker.
             "FLASHSALE_BROKER_URL": operator_broker(self.platform),
             "KUBECONFIG": str(self.cluster.kubeconfig),
             "FLASHSALE_OPERATOR_REFRESH_SECONDS": str(REFRESH),

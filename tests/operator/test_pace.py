@@ -1,63 +1,75 @@
-"""Per-sale worker pace: the operator tells a real Celery worker how fast to persist."""
+"""Per-sale worker pace: the operator writes each worker's pace to the broker's Redis,
+keeps it fresh while sales run, and deletes it when none does."""
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
+from collections.abc import Awaitable, Callable, Iterator
 
 import pytest
+import redis
 
-from flashsale.settings import Settings
-from flashsale.worker.app import make_celery
-from flashsale.worker.message import PERSIST_TASK
-from tests.conftest import Platform, Process
+from flashsale.operator.pace import REWRITE_SECONDS, PaceSetter
+from flashsale.worker.pacing import PACE_TTL_SECONDS, WORKER_PACE_KEY
+from tests.conftest import Platform
 from tests.operator.conftest import Cluster, Operator, eventually, operator_broker
 
 
 @pytest.fixture
-async def paced_worker(platform: Platform, workdir: Path) -> AsyncIterator[Process]:
-    """A worker of its own on the operators' broker database."""
-    env = {**platform.env, "FLASHSALE_BROKER_URL": operator_broker(platform)}
-    worker = Process(
-        ["worker", "--pool", "threads", "--concurrency", "1"], env, workdir / "paced-worker.log"
-    ).start()
-    await eventually(lambda: "ready" in worker.output(), timeout=60)
-    yield worker
-    worker.stop()
-
-
-def rate_limits(broker: str) -> set[str]:
-    """What each worker reports for the persist task, e.g. {"60/s"}. Blocking."""
-    control = make_celery(Settings(broker_url=broker)).control
-    replies = control.inspect(timeout=0.5).registered("rate_limit") or {}
-    found = set()
-    for tasks in replies.values():
-        for line in tasks:
-            if line.startswith(PERSIST_TASK) and "rate_limit=" in line:
-                found.add(line.split("rate_limit=", 1)[1].rstrip("]"))
-    return found
+def broker(platform: Platform) -> Iterator[redis.Redis]:
+    """The operators' broker database, without a pace before and after the test."""
+    client = redis.Redis.from_url(operator_broker(platform))
+    client.delete(WORKER_PACE_KEY)
+    yield client
+    client.delete(WORKER_PACE_KEY)
+    client.close()
 
 
 async def test_the_workers_pace_follows_the_active_sales(
     cluster: Cluster,
-    platform: Platform,
-    paced_worker: Process,
+    broker: redis.Redis,
     start_operator: Callable[..., Awaitable[Operator]],
     sale_name: str,
 ) -> None:
-    broker = operator_broker(platform)
+    broker.set(WORKER_PACE_KEY, "7")  # left by an earlier operator: replaced, never kept
     await start_operator()
     await cluster.create(
         sale_name, {"sku": "P", "stock": 5, "worker": {"replicas": 2, "ordersPerSecond": 120}}
     )
 
-    async def wait_for_pace(rate: str, timeout: float = 15.0) -> None:
-        deadline = time.monotonic() + timeout
-        while (found := await asyncio.to_thread(rate_limits, broker)) != {rate}:
-            assert time.monotonic() < deadline, found
-
-    await wait_for_pace("60/s")  # 120 orders/s shared by 2 worker replicas
+    await eventually(lambda: broker.get(WORKER_PACE_KEY) == b"60")  # 120/s over 2 replicas
+    assert 0 < broker.ttl(WORKER_PACE_KEY) <= PACE_TTL_SECONDS
     await cluster.delete(sale_name)
-    await wait_for_pace("5000/s")  # no sale: back to FLASHSALE_ORDERS_PER_SECOND
+    # No sale: the key goes, and each worker is back to FLASHSALE_ORDERS_PER_SECOND.
+    await eventually(lambda: not broker.exists(WORKER_PACE_KEY))
+
+
+def test_pace_is_written_on_change_and_refreshed_before_it_expires(broker: redis.Redis) -> None:
+    now = [1000.0]
+    setter = PaceSetter(broker, clock=lambda: now[0])
+
+    broker.set(WORKER_PACE_KEY, "7")
+    assert setter.apply(None)  # at start: a pace left behind is deleted
+    assert not broker.exists(WORKER_PACE_KEY)
+    assert not setter.apply(None)  # once
+
+    assert setter.apply(60.0)
+    assert broker.get(WORKER_PACE_KEY) == b"60"
+    assert 0 < broker.ttl(WORKER_PACE_KEY) <= PACE_TTL_SECONDS
+
+    broker.expire(WORKER_PACE_KEY, 5)
+    now[0] += REWRITE_SECONDS - 1
+    assert not setter.apply(60.0)  # unchanged and fresh: not written
+    assert broker.ttl(WORKER_PACE_KEY) <= 5
+
+    now[0] += 1
+    assert setter.apply(60.0)  # unchanged but old: written again, the TTL renewed
+    assert broker.ttl(WORKER_PACE_KEY) > 5
+
+    assert setter.apply(12.5)  # changed: written at once
+    assert broker.get(WORKER_PACE_KEY) == b"12.5"
+
+    assert setter.apply(None)
+    assert not broker.exists(WORKER_PACE_KEY)
+    broker.set(WORKER_PACE_KEY, "7")
+    assert not setter.apply(None)  # deleted once, not on every round
+    assert broker.get(WORKER_PACE_KEY) == b"7"
