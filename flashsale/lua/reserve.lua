@@ -96,7 +96,11 @@ local function decide(rate_key, idem_key, reservation_key, user, quantity, order
     return {"sold_out"}
   end
 
+  -- Written for each purchase as it is decided, stock first: a script stopped halfway
+  -- leaves every purchase before the stop whole, and never a reservation without stock.
   taken = taken + quantity
+  redis.call("DECRBY", stock_key, quantity)
+  redis.call("HINCRBY", meta_key, "inflight", quantity)
   redis.call("HINCRBY", held_key, user, quantity)
   redis.call("HSET", reservation_key, "user", user, "qty", quantity,
     "reserved_at", now, "expires_at", expires, "state", "reserved")
@@ -114,10 +118,6 @@ for i = 1, count do
     ARGV[a + 1], tonumber(ARGV[a + 2]), ARGV[a + 3], ARGV[a + 4] == "1")
 end
 
-if taken > 0 then
-  redis.call("DECRBY", stock_key, taken)
-  redis.call("HINCRBY", meta_key, "inflight", taken)
-end
 if head ~= "" and #admitted > 0 then
   redis.call("LPUSH", queue_key, head .. table.concat(admitted, ",") .. tail)
 end

@@ -199,6 +199,7 @@ def stack() -> Iterator[Stack]:
                 os.kill(server.proc.pid, signal.SIGCONT)  # in case a test froze it
             server.stop()
         client.close()
+        built.redis.stop()  # the one a test put in place of `rds`, if it did
         rds.stop()
         pg.stop()
         if not os.environ.get("FLASHSALE_KEEP_FAULT_LOGS"):
