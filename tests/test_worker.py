@@ -3,6 +3,7 @@ reservation to SQL once, however often it is delivered; SQL refuses what Redis o
 
 from __future__ import annotations
 
+import base64
 import time
 import uuid
 from typing import Any
@@ -17,7 +18,7 @@ from flashsale.persist import persist_reservation
 from flashsale.sales import sale_status
 from flashsale.settings import Settings
 from flashsale.stock import Outcome
-from flashsale.worker.message import persist_template
+from flashsale.worker.message import persist_args, persist_template
 from tests.conftest import Platform, Process, wait_for
 
 QUEUE = Settings().queue
@@ -179,3 +180,39 @@ def test_status_figures_add_up_while_workers_persist(platform: Platform, worker)
         if figures.reserved == 0:
             break
     assert figures.pending_payment == 200 and polls > 1
+
+
+def legacy_message(sale: str, order_id: str) -> bytes:
+    """A message of the one-order task of earlier releases, as their API pushed it."""
+    body = orjson.dumps([[sale, order_id], {}, {"callbacks": None, "errbacks": None}])
+    task_id = str(uuid.uuid4())
+    return orjson.dumps(
+        {
+            "body": base64.b64encode(body).decode(),
+            "content-encoding": "utf-8",
+            "content-type": "application/json",
+            "headers": {"lang": "py", "task": "flashsale.persist_order", "id": task_id},
+            "properties": {
+                "correlation_id": task_id,
+                "delivery_mode": 2,
+                "delivery_info": {"exchange": "", "routing_key": QUEUE},
+                "priority": 0,
+                "body_encoding": "base64",
+                "delivery_tag": str(uuid.uuid4()),
+            },
+        }
+    )
+
+
+def test_a_message_of_the_earlier_one_order_task_is_persisted(
+    platform: Platform, worker: Process
+) -> None:
+    """Messages queued by an API of the previous release during an upgrade still count."""
+    sale = platform.sale(stock=2)
+    order_id = str(uuid.uuid4())
+    assert platform.stock.reserve(sale, "gus", 1, order_id).outcome is Outcome.ACCEPTED
+    assert persist_args(legacy_message(sale, order_id)) == (sale, [order_id])
+    platform.stock.client.lpush(QUEUE, legacy_message(sale, order_id))
+    rows = wait_for(lambda: platform.orders(sale), timeout=30)
+    assert [str(row["id"]) for row in rows] == [order_id]
+    wait_for(lambda: meta(platform, sale, "inflight") == 0, timeout=30)
