@@ -5,6 +5,7 @@ from __future__ import annotations
 from celery import Celery
 
 from flashsale.settings import Settings, get_settings
+from flashsale.worker.transport import TRANSPORT
 
 
 def make_celery(settings: Settings) -> Celery:
@@ -22,6 +23,7 @@ def make_celery(settings: Settings) -> Celery:
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=4,
         broker_connection_retry_on_startup=True,
+        broker_transport=TRANSPORT,  # kombu's Redis transport, closing channels safely
         broker_transport_options={"visibility_timeout": 300},
         worker_hijack_root_logger=False,
     )
