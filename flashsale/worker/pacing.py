@@ -7,7 +7,7 @@ seconds). The processes of a prefork pool share one bucket in shared memory, so 
 is the worker's, however its messages fall on its processes.
 
 Celery's own `rate_limit` counts messages, not orders, and after a broker reconnect it
-could hold a worker at one task per second; a token bucket per process has neither
+could hold a worker at one task per second; a token bucket in the task has neither
 problem."""
 
 from __future__ import annotations
