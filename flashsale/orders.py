@@ -77,11 +77,6 @@ def parse_order_id(order_id: str) -> uuid.UUID | None:
         return None
 
 
-def read_reservation(client: redis.Redis, sale: str, order_id: str) -> Reservation | None:
-    raw: dict[bytes, bytes] = client.hgetall(SaleKeys(sale).reservation(order_id))  # type: ignore[assignment]
-    return Reservation.from_hash(sale, order_id, raw) if raw else None
-
-
 def find_reservation(
     sessions: sessionmaker[Session], client: redis.Redis, order_id: str
 ) -> Reservation | None:

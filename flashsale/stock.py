@@ -186,14 +186,12 @@ class AsyncStock:
         client: redis.asyncio.Redis,
         queue: str = "",
         publish: Publish | None = None,
-        batch: bool = True,
         on_call: Callable[[int], object] | None = None,
     ) -> None:
         self.client = client
         self._reserve = client.register_script(lua_source("reserve"))
         self._queue = queue
         self._publish = publish
-        self._batch = batch
         self._on_call = on_call  # told the number of purchases of each script call
         self._pending: list[_Call] = []
         self._open: dict[str, _Call] = {}  # the call of each sale that takes more purchases
@@ -212,9 +210,6 @@ class AsyncStock:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[ReserveResult] = loop.create_future()
         purchase = Purchase(user, quantity, order_id, idempotency_key)
-        if not self._batch:
-            await self._flush([_Call(sale, [purchase], [future])])
-            return await future
         call = self._open.get(sale)
         if call is None or len(call.purchases) >= ORDERS_PER_MESSAGE:
             call = self._open[sale] = _Call(sale, [], [])

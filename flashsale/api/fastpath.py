@@ -22,8 +22,8 @@ from fastapi import FastAPI
 from starlette.types import Receive, Scope, Send
 
 from flashsale.api.errors import ApiError
-from flashsale.api.limits import replay_body
-from flashsale.api.metrics import REQUEST_SECONDS
+from flashsale.api.limits import declared_too_long, replay_body
+from flashsale.api.metrics import observe_request
 from flashsale.api.routes.reservations import IDEMPOTENCY_KEY, admit
 from flashsale.api.schemas import MAX_QUANTITY
 from flashsale.api.services import Services
@@ -65,8 +65,6 @@ class ReservationFastPath:
     def __init__(self, app: FastAPI, max_body_bytes: int) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
-        # Histogram children by status, looked up once rather than on every request.
-        self._timers: dict[int, Any] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "POST":
@@ -87,7 +85,7 @@ class ReservationFastPath:
                 content_type = value
             elif name == b"content-length" and length is None:
                 length = value
-        if length is not None and (not length.isdigit() or int(length) > self.max_body_bytes):
+        if length is not None and declared_too_long(length, self.max_body_bytes):
             await self.app(scope, receive, send)  # the application refuses it (413)
             return
         body = b""
@@ -114,21 +112,13 @@ class ReservationFastPath:
         except ApiError as exc:
             error = orjson.dumps({"error": exc.code, "detail": exc.detail})
             await _answer(send, exc.status, error, exc.headers)
-            self._observe(exc.status, started)
+            observe_request("POST", ROUTE_TEMPLATE, exc.status, time.perf_counter() - started)
             return
         except Exception:
             log.exception("reservation failed")
             error = orjson.dumps({"error": "internal", "detail": "internal error"})
             await _answer(send, 500, error, None)
-            self._observe(500, started)
+            observe_request("POST", ROUTE_TEMPLATE, 500, time.perf_counter() - started)
             return
         await _answer(send, 202, accepted, None)
-        self._observe(202, started)
-
-    def _observe(self, status: int, started: float) -> None:
-        timer = self._timers.get(status)
-        if timer is None:
-            timer = self._timers[status] = REQUEST_SECONDS.labels(
-                "POST", ROUTE_TEMPLATE, str(status)
-            )
-        timer.observe(time.perf_counter() - started)
+        observe_request("POST", ROUTE_TEMPLATE, 202, time.perf_counter() - started)

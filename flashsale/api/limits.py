@@ -21,6 +21,11 @@ async def _discard(receive: Receive, limit: int) -> None:
         dropped += len(message.get("body", b""))
 
 
+def declared_too_long(length: bytes, max_bytes: int) -> bool:
+    """A Content-Length that is not a number, or is over the limit."""
+    return not length.isdigit() or int(length) > max_bytes
+
+
 def replay_body(body: bytes, receive: Receive, more_body: bool = False) -> Receive:
     """Hand a body already read (all of it, or its start when `more_body`) to the next
     application, then the rest of `receive`."""
@@ -50,7 +55,7 @@ class BodySizeLimit:
             return
         length = next((v for k, v in scope["headers"] if k == b"content-length"), None)
         if length is not None:
-            if not length.isdigit() or int(length) > self.max_bytes:
+            if declared_too_long(length, self.max_bytes):
                 await self._refuse(scope, receive, send)
                 return
             await self.app(scope, receive, send)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from typing import Any
 
 from prometheus_client import (
     REGISTRY,
@@ -35,6 +36,18 @@ REQUEST_SECONDS = Histogram(
     ["method", "route", "status"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
+
+
+_TIMERS: dict[tuple[str, str, int], Any] = {}  # histogram children, looked up once each
+
+
+def observe_request(method: str, route: str, status: int, seconds: float) -> None:
+    timer = _TIMERS.get((method, route, status))
+    if timer is None:
+        timer = _TIMERS[(method, route, status)] = REQUEST_SECONDS.labels(
+            method, route, str(status)
+        )
+    timer.observe(seconds)
 
 
 def metrics_text() -> bytes:
@@ -71,6 +84,4 @@ class LatencyMiddleware:
         finally:
             route = scope.get("route")
             template = getattr(route, "path", "unmatched")
-            REQUEST_SECONDS.labels(scope["method"], template, str(status)).observe(
-                time.perf_counter() - start
-            )
+            observe_request(scope["method"], template, status, time.perf_counter() - start)
