@@ -6,9 +6,11 @@ from __future__ import annotations
 import re
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
+import pytest
 
 from flashsale.keys import SaleKeys
 from flashsale.orders import get_order
@@ -19,6 +21,14 @@ from flashsale.worker.message import persist_args
 from tests.conftest import Platform, Process, wait_for
 
 QUEUE = Settings().queue
+
+
+@pytest.fixture
+def private_queue(platform: Platform) -> Iterator[str]:
+    """A queue of the test's own, which no worker reads; removed after the test."""
+    name = f"test-sweep-{uuid.uuid4().hex}"
+    yield name
+    platform.stock.client.delete(name)
 
 
 def reserve_without_message(platform: Platform, sale: str, user: str) -> str:
@@ -101,29 +111,27 @@ def test_lost_publish_is_swept_by_the_command(
     assert inflight(platform, sale) == 0
 
 
-def test_sweep_function_publishes_twice_yet_one_order(platform: Platform, worker: Process) -> None:
+def test_sweep_function_publishes_twice_yet_one_order(
+    platform: Platform, private_queue: str, worker: Process
+) -> None:
     sale = platform.sale(stock=3)
     order_id = reserve_without_message(platform, sale, "bob")
     client = platform.stock.client
 
     # Two sweeps before any worker acts (onto a queue no worker reads, so the worker
     # cannot win the race between them): the same reservation goes out twice.
-    held_back = f"test-sweep-{uuid.uuid4().hex}"
-    try:
-        assert sweep(platform.sessions, client, client, held_back, 0) >= 1
-        assert sweep(platform.sessions, client, client, held_back, 0) >= 1
-        assert times_queued(platform, held_back, sale, order_id) == 2
-        task_ids = [
-            orjson.loads(raw)["headers"]["id"]
-            for raw in client.lrange(held_back, 0, -1)
-            if order_id in persist_args(raw)[1]
-        ]
-        assert len(set(task_ids)) == 2
-        # Now the worker gets both copies (and any other sale's stale entries) at once.
-        while client.rpoplpush(held_back, QUEUE) is not None:
-            pass
-    finally:
-        client.delete(held_back)
+    assert sweep(platform.sessions, client, client, private_queue, 0) >= 1
+    assert sweep(platform.sessions, client, client, private_queue, 0) >= 1
+    assert times_queued(platform, private_queue, sale, order_id) == 2
+    task_ids = [
+        orjson.loads(raw)["headers"]["id"]
+        for raw in client.lrange(private_queue, 0, -1)
+        if order_id in persist_args(raw)[1]
+    ]
+    assert len(set(task_ids)) == 2
+    # Now the worker gets both copies (and any other sale's stale entries) at once.
+    while client.rpoplpush(private_queue, QUEUE) is not None:
+        pass
 
     assert_persisted_once(platform, sale, order_id, "bob")
     # Both copies ran to the end.
@@ -133,58 +141,50 @@ def test_sweep_function_publishes_twice_yet_one_order(platform: Platform, worker
     assert platform.remaining(sale) == 2
 
 
-def test_young_entry_is_not_republished(platform: Platform, worker: Process) -> None:
+def test_young_entry_is_not_republished(
+    platform: Platform, private_queue: str, worker: Process
+) -> None:
     sale = platform.sale(stock=3)
     order_id = reserve_without_message(platform, sale, "carol")
     client = platform.stock.client
-    private = f"test-sweep-{uuid.uuid4().hex}"  # a queue no worker reads
-    try:
-        sweep(platform.sessions, client, client, private, 60)
-        assert times_queued(platform, private, sale, order_id) == 0
+    sweep(platform.sessions, client, client, private_queue, 60)
+    assert times_queued(platform, private_queue, sale, order_id) == 0
 
-        # The same threshold on the real queue: still nothing reaches the worker.
-        sweep(platform.sessions, client, client, QUEUE, 60)
-        time.sleep(0.8)
-        assert platform.orders(sale) == []
-        assert in_outbox(platform, sale, order_id)
+    # The same threshold on the real queue: still nothing reaches the worker.
+    sweep(platform.sessions, client, client, QUEUE, 60)
+    time.sleep(0.8)
+    assert platform.orders(sale) == []
+    assert in_outbox(platform, sale, order_id)
 
-        # Once it is older than the threshold it goes out.
-        time.sleep(0.3)
-        sweep(platform.sessions, client, client, private, 1)
-        assert times_queued(platform, private, sale, order_id) == 1
-    finally:
-        client.delete(private)
+    # Once it is older than the threshold it goes out.
+    time.sleep(0.3)
+    sweep(platform.sessions, client, client, private_queue, 1)
+    assert times_queued(platform, private_queue, sale, order_id) == 1
 
 
-def test_a_republished_entry_waits_a_full_threshold_again(platform: Platform) -> None:
+def test_a_republished_entry_waits_a_full_threshold_again(
+    platform: Platform, private_queue: str
+) -> None:
     """Workers behind schedule must not get the same reservation on every sweep."""
     sale = platform.sale(stock=3)
     order_id = reserve_without_message(platform, sale, "dina")
     client = platform.stock.client
-    private = f"test-sweep-{uuid.uuid4().hex}"
-    try:
-        time.sleep(1.1)
-        sweep(platform.sessions, client, client, private, 1)
-        sweep(platform.sessions, client, client, private, 1)  # too soon: not again
-        assert times_queued(platform, private, sale, order_id) == 1
-        assert in_outbox(platform, sale, order_id)
-        time.sleep(1.1)
-        sweep(platform.sessions, client, client, private, 1)
-        assert times_queued(platform, private, sale, order_id) == 2
-    finally:
-        client.delete(private)
+    time.sleep(1.1)
+    sweep(platform.sessions, client, client, private_queue, 1)
+    sweep(platform.sessions, client, client, private_queue, 1)  # too soon: not again
+    assert times_queued(platform, private_queue, sale, order_id) == 1
+    assert in_outbox(platform, sale, order_id)
+    time.sleep(1.1)
+    sweep(platform.sessions, client, client, private_queue, 1)
+    assert times_queued(platform, private_queue, sale, order_id) == 2
 
 
-def test_sweep_waits_while_the_workers_are_behind(platform: Platform) -> None:
+def test_sweep_waits_while_the_workers_are_behind(platform: Platform, private_queue: str) -> None:
     sale = platform.sale(stock=3)
     order_id = reserve_without_message(platform, sale, "eli")
     client = platform.stock.client
-    private = f"test-sweep-{uuid.uuid4().hex}"
-    try:
-        client.lpush(private, *[b"waiting"] * 5)
-        assert sweep(platform.sessions, client, client, private, 0, max_backlog=4) == 0
-        assert client.lrange(private, 0, -1) == [b"waiting"] * 5
-        assert sweep(platform.sessions, client, client, private, 0, max_backlog=5) >= 1
-        assert times_queued(platform, private, sale, order_id, skip=b"waiting") == 1
-    finally:
-        client.delete(private)
+    client.lpush(private_queue, *[b"waiting"] * 5)
+    assert sweep(platform.sessions, client, client, private_queue, 0, max_backlog=4) == 0
+    assert client.lrange(private_queue, 0, -1) == [b"waiting"] * 5
+    assert sweep(platform.sessions, client, client, private_queue, 0, max_backlog=5) >= 1
+    assert times_queued(platform, private_queue, sale, order_id, skip=b"waiting") == 1

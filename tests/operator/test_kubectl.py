@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from flashsale.orders import pay_order, persist_reservation
+from flashsale.orders import pay_order
+from flashsale.persist import persist_reservation
 from flashsale.stock import Outcome
 from tests.conftest import Platform
 from tests.operator.conftest import ROOT, Cluster, Operator, eventually

@@ -14,7 +14,7 @@ import jsonschema
 import kmock
 
 from flashsale.keys import SaleKeys
-from flashsale.orders import persist_reservation
+from flashsale.persist import persist_reservation
 from flashsale.stock import Outcome
 from tests.conftest import Platform
 from tests.operator.conftest import (
