@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -39,6 +40,8 @@ class Outcome(StrEnum):
     RATE_LIMITED = "rate_limited"
     LIMIT_REACHED = "limit_reached"
     SOLD_OUT = "sold_out"
+    KEY_REUSED = "key_reused"  # the Idempotency-Key was first used for another request
+    LATE = "late"  # reached Redis after the caller's deadline: nothing was decided
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +66,8 @@ class ReserveResult:
             )
         if code == "rate_limited":
             return cls(Outcome.RATE_LIMITED, retry_after_ms=int(raw[1]))
+        if code == "key_reused":
+            return cls(Outcome.KEY_REUSED, order_id=_text(raw[1]))
         return cls(Outcome(code))
 
 
@@ -107,33 +112,46 @@ class Purchase:
     order_id: str
     idempotency_key: str | None = None
 
+    def keys(self, k: SaleKeys) -> tuple[str, str, str]:
+        return (
+            k.rate(self.user),
+            k.idempotency(self.user, self.idempotency_key),
+            k.reservation(self.order_id),
+        )
+
+    def args(self) -> tuple[str, int, str, str]:
+        return self.user, self.quantity, self.order_id, "1" if self.idempotency_key else "0"
+
+
+class InvalidPurchase(ValueError):
+    """A purchase whose values cannot be sent to Redis (text that is not valid Unicode);
+    refused on its own, before it joins other shoppers' purchases in a call."""
+
 
 def reserve_call(
     sale: str,
     purchases: Sequence[Purchase],
     queue_key: str = "",
     message: MessageTemplate | None = None,
+    deadline_ms: int = 0,
 ) -> tuple[list[str], list[Any]]:
-    """KEYS and ARGV of reserve.lua for purchases of one sale, shared by the sync and
-    async clients. With no queue, KEYS[5] names a key of the sale itself (never written),
-    keeping the call in one slot."""
+    """KEYS and ARGV of reserve.lua for purchases of one sale. With no queue, KEYS[5]
+    names a key of the sale itself (never written), keeping the call in one slot."""
     k = SaleKeys(sale)
     keys = [k.meta, k.stock, k.held, k.outbox, queue_key or k.meta]
     args: list[Any] = [message.head, message.tail] if queue_key and message else [b"", b""]
+    args.append(deadline_ms)
     for p in purchases:
-        keys += [
-            k.rate(p.user),
-            k.idempotency(p.user, p.idempotency_key),
-            k.reservation(p.order_id),
-        ]
-        args += [p.user, p.quantity, p.order_id, "1" if p.idempotency_key else "0"]
+        keys += p.keys(k)
+        args += p.args()
     return keys, args
 
 
 def parse_answers(raw: Any, count: int) -> list[ReserveResult]:
-    if not isinstance(raw, list) or len(raw) != count:
+    """The answers of a reserve.lua call, without the Redis clock that ends them."""
+    if not isinstance(raw, list) or len(raw) != count + 1:
         raise redis.ResponseError(f"reserve.lua answered {raw!r} to {count} purchases")
-    return [ReserveResult.parse(answer) for answer in raw]
+    return [ReserveResult.parse(answer) for answer in raw[:count]]
 
 
 MAX_BATCHES_IN_FLIGHT = 2
@@ -142,13 +160,53 @@ BATCH_TIMEOUT = 5.0  # seconds, when the client sets no socket timeout
 Publish = Callable[[str, list[str]], Awaitable[None]]
 
 
-def _pack_evalsha(sha: bytes, keys: list[str], args: list[Any]) -> bytes:
-    """EVALSHA sha numkeys keys... args... in the Redis protocol (RESP)."""
-    out = [b"*%d\r\n$7\r\nEVALSHA\r\n$%d\r\n%s\r\n" % (len(keys) + len(args) + 3, len(sha), sha)]
-    for value in (len(keys), *keys, *args):
-        raw = value if type(value) is bytes else str(value).encode()
-        out.append(b"$%d\r\n%s\r\n" % (len(raw), raw))
-    return b"".join(out)
+def _bulk(value: Any) -> bytes:
+    """One RESP bulk string; str() and encode() as redis-py's packer does them."""
+    raw = value if type(value) is bytes else str(value).encode()
+    return b"$%d\r\n%s\r\n" % (len(raw), raw)
+
+
+@dataclass(frozen=True, slots=True)
+class _Encoded:
+    """One purchase's three keys and four arguments, already in RESP."""
+
+    keys: bytes
+    args: bytes
+
+    @classmethod
+    def of(cls, sale: str, purchase: Purchase) -> _Encoded:
+        try:
+            return cls(
+                b"".join(map(_bulk, purchase.keys(SaleKeys(sale)))),
+                b"".join(map(_bulk, purchase.args())),
+            )
+        except UnicodeEncodeError:
+            raise InvalidPurchase("the purchase holds text that is not valid Unicode") from None
+
+
+def _pack_call(
+    sha: bytes,
+    sale: str,
+    encoded: Sequence[_Encoded],
+    queue_key: str,
+    message: MessageTemplate | None,
+    deadline_ms: int,
+) -> bytes:
+    """EVALSHA of reserve.lua in the Redis protocol (RESP), byte for byte what redis-py
+    sends for `reserve_call`, from purchases encoded one by one when they were asked."""
+    fixed_keys, fixed_args = reserve_call(sale, (), queue_key, message, deadline_ms)
+    count = len(encoded)
+    return b"".join(
+        [
+            b"*%d\r\n$7\r\nEVALSHA\r\n" % (len(fixed_keys) + len(fixed_args) + 7 * count + 3),
+            _bulk(sha),
+            _bulk(len(fixed_keys) + 3 * count),
+            *map(_bulk, fixed_keys),
+            *(e.keys for e in encoded),
+            *map(_bulk, fixed_args),
+            *(e.args for e in encoded),
+        ]
+    )
 
 
 @dataclass(slots=True)
@@ -156,7 +214,7 @@ class _Call:
     """Purchases of one sale that go to Redis in one script call."""
 
     sale: str
-    purchases: list[Purchase]
+    encoded: list[_Encoded]
     futures: list[asyncio.Future[ReserveResult]]
 
     def fail(self, exc: BaseException) -> None:
@@ -189,6 +247,10 @@ class AsyncStock:
         on_call: Callable[[int], object] | None = None,
     ) -> None:
         self.client = client
+        # Redis's clock minus ours, as the last answer showed it (None: not known yet).
+        # Read on receipt, so it errs early: a deadline set from it falls at or before the
+        # moment we stop waiting, never after.
+        self._clock_offset_ms: int | None = None
         self._reserve = client.register_script(lua_source("reserve"))
         self._queue = queue
         self._publish = publish
@@ -207,14 +269,16 @@ class AsyncStock:
         order_id: str,
         idempotency_key: str | None = None,
     ) -> ReserveResult:
+        # Encoded now, alone: a value that cannot be sent fails its own request here, never
+        # the call it would have shared with other shoppers.
+        encoded = _Encoded.of(sale, Purchase(user, quantity, order_id, idempotency_key))
         loop = asyncio.get_running_loop()
         future: asyncio.Future[ReserveResult] = loop.create_future()
-        purchase = Purchase(user, quantity, order_id, idempotency_key)
         call = self._open.get(sale)
-        if call is None or len(call.purchases) >= ORDERS_PER_MESSAGE:
+        if call is None or len(call.encoded) >= ORDERS_PER_MESSAGE:
             call = self._open[sale] = _Call(sale, [], [])
             self._pending.append(call)
-        call.purchases.append(purchase)
+        call.encoded.append(encoded)
         call.futures.append(future)
         self._schedule(loop)
         return await future
@@ -256,7 +320,7 @@ class AsyncStock:
             try:
                 if isinstance(reply, Exception):
                     raise reply
-                answered.append((call, parse_answers(reply, len(call.purchases))))
+                answered.append((call, parse_answers(reply, len(call.encoded))))
             except redis.RedisError as exc:
                 call.fail(exc)
         if self._publish is not None and answered:
@@ -294,24 +358,41 @@ class AsyncStock:
                 log.warning("could not hand accepted reservations on: %s", failure)
         _answer(answered)
 
+    async def sync_clock(self) -> None:
+        """Learn Redis's clock before the first call, so that every call has a deadline."""
+        secs, micros = await self.client.time()
+        self._learn_clock(int(secs) * 1000 + int(micros) // 1000)
+
+    def _learn_clock(self, redis_now_ms: int) -> None:
+        self._clock_offset_ms = redis_now_ms - int(time.time() * 1000)
+
     async def _send(self, calls: list[_Call]) -> list[Any]:
         """One write of all EVALSHA commands, then their replies in order, on one pooled
         connection. Packed here rather than by redis-py's pipeline, whose generic
         per-argument encoding was the largest cost of a reservation in the profile.
-        Never retried: a lost connection fails the batch (503), it cannot run twice."""
+
+        Never retried: a lost connection fails the batch (503), it cannot run twice. And
+        each call carries the moment we stop waiting for it, in Redis's clock: a call that
+        reaches Redis later (a frozen or slow Redis resuming) decides nothing, so a
+        shopper answered 503 is never sold a unit behind their back."""
         sha = self._reserve.sha.encode()
-        packed = []
-        for call in calls:
-            template = persist_template(call.sale, self._queue) if self._queue else None
-            keys, args = reserve_call(call.sale, call.purchases, self._queue, template)
-            packed.append(_pack_evalsha(sha, keys, args))
-            if self._on_call is not None:
-                self._on_call(len(call.purchases))
         pool = self.client.connection_pool
         conn = await pool.get_connection()  # type: ignore[no-untyped-call]  # untyped upstream
         try:
+            timeout = conn.socket_timeout or BATCH_TIMEOUT
+            deadline = 0
+            if self._clock_offset_ms is not None:
+                deadline = int(time.time() * 1000) + self._clock_offset_ms + int(timeout * 1000)
+            packed = []
+            for call in calls:
+                template = persist_template(call.sale, self._queue) if self._queue else None
+                packed.append(
+                    _pack_call(sha, call.sale, call.encoded, self._queue, template, deadline)
+                )
+                if self._on_call is not None:
+                    self._on_call(len(call.encoded))
             # One deadline for the whole batch rather than one per reply.
-            async with asyncio.timeout(conn.socket_timeout or BATCH_TIMEOUT):
+            async with asyncio.timeout(timeout):
                 await conn.send_packed_command(b"".join(packed), check_health=False)
                 replies: list[Any] = []
                 for _ in calls:
@@ -319,6 +400,9 @@ class AsyncStock:
                         replies.append(await conn.read_response(timeout=math.inf))
                     except ResponseError as exc:  # this call's own error; the next follows
                         replies.append(exc)
+            last = replies[-1]
+            if isinstance(last, list) and last:
+                self._learn_clock(int(last[-1]))
             return replies
         except TimeoutError:
             await conn.disconnect()
@@ -339,6 +423,7 @@ class Stock:
         self._load = client.register_script(lua_source("load"))
         self._ack = client.register_script(lua_source("ack"))
         self._restore = client.register_script(lua_source("restore"))
+        self._release = client.register_script(lua_source("release"))
 
     def reserve(
         self,
@@ -419,5 +504,16 @@ class Stock:
             self._restore(
                 keys=[k.meta, k.stock, k.held, k.restored, k.reservation(order_id)],
                 args=[order_id, user, quantity],
+            )
+        )
+
+    def release(self, sale: str, order_id: str) -> int:
+        """A reservation that can never be stored gives its units back; returns how many
+        (0 when it was stored or released before)."""
+        k = SaleKeys(sale)
+        return int(
+            self._release(
+                keys=[k.meta, k.stock, k.held, k.outbox, k.reservation(order_id)],
+                args=[order_id],
             )
         )

@@ -17,9 +17,21 @@ import redis
 import redis.asyncio
 
 from flashsale.embedded import RedisServer, free_port
-from flashsale.stock import AsyncStock, Outcome
+from flashsale.stock import AsyncStock, Outcome, SaleLimits, Stock
 from flashsale.worker.message import persist_args
 from tests.conftest import Platform
+
+LIMITS = SaleLimits(
+    total=10,
+    sku="SKU",
+    starts_at_ms=0,
+    ends_at_ms=0,
+    paused=False,
+    per_user_limit=1,
+    rate_per_second=0.0,
+    burst=1,
+    payment_timeout_seconds=60,
+)
 
 
 @pytest.fixture
@@ -116,15 +128,76 @@ async def test_a_redis_that_stops_answering_times_the_batch_out() -> None:
 def test_packed_calls_are_byte_for_byte_what_redis_py_sends() -> None:
     from redis.asyncio.connection import Connection
 
-    from flashsale.stock import Purchase, _pack_evalsha, reserve_call
+    from flashsale.stock import Purchase, _Encoded, _pack_call, reserve_call
     from flashsale.worker.message import MessageTemplate
 
     purchases = [Purchase("üser", 3, str(uuid.uuid4()), "key-1"), Purchase("b", 1, "o-2")]
     template = MessageTemplate(b"\x00head\r\n", b"tail\r\n")
-    keys, args = reserve_call("s", purchases, "q", template)
     sha = b"0123456789abcdef0123456789abcdef01234567"
-    expected = b"".join(Connection().pack_command("EVALSHA", sha, len(keys), *keys, *args))
-    assert _pack_evalsha(sha, keys, args) == expected
+    for queue, message, deadline in (("q", template, 1_700_000_000_123), ("", None, 0)):
+        keys, args = reserve_call("s", purchases, queue, message, deadline)
+        expected = b"".join(Connection().pack_command("EVALSHA", sha, len(keys), *keys, *args))
+        encoded = [_Encoded.of("s", p) for p in purchases]
+        assert _pack_call(sha, "s", encoded, queue, message, deadline) == expected
+
+
+async def test_a_purchase_that_cannot_be_encoded_fails_alone(platform: Platform) -> None:
+    """A user id holding a lone surrogate cannot be sent; it must not take down the other
+    purchases that arrive in the same moment (they share one call)."""
+    from flashsale.stock import InvalidPurchase
+
+    sale = platform.sale(stock=50, perUserLimit=1)
+    client = redis.asyncio.Redis.from_url(platform.redis_url)
+    stock = AsyncStock(client)
+    users = [f"u{i}" for i in range(20)]
+    users.insert(7, "bad\ud800")
+    try:
+        results = await asyncio.gather(
+            *(stock.reserve(sale, user, 1, str(uuid.uuid4())) for user in users),
+            return_exceptions=True,
+        )
+    finally:
+        await client.aclose()
+    assert isinstance(results[7], InvalidPurchase)
+    others = results[:7] + results[8:]
+    assert all(not isinstance(r, BaseException) for r in others), others
+    assert all(r.outcome is Outcome.ACCEPTED for r in others if not isinstance(r, BaseException))
+    assert platform.remaining(sale) == 30
+
+
+async def test_a_call_reaching_redis_after_its_deadline_decides_nothing(
+    platform: Platform, tmp_path: Path
+) -> None:
+    """Redis frozen past the API's wait: the calls it then runs refuse themselves, so no
+    unit is taken for a shopper who was answered 503."""
+    server = RedisServer(tmp_path / "late", appendonly=False).start()
+    seed = redis.Redis.from_url(server.url)
+    client = redis.asyncio.Redis.from_url(server.url, socket_timeout=0.5)
+    try:
+        Stock(seed).load("s", LIMITS)
+        stock = AsyncStock(client)
+        await stock.sync_clock()
+        assert server.proc is not None
+        os.kill(server.proc.pid, signal.SIGSTOP)
+        try:
+            results = await asyncio.gather(
+                *(stock.reserve("s", f"u{i}", 1, str(uuid.uuid4())) for i in range(5)),
+                return_exceptions=True,
+            )
+            assert all(isinstance(r, redis.TimeoutError) for r in results), results
+            time.sleep(1.0)  # well past the deadline of those calls
+        finally:
+            os.kill(server.proc.pid, signal.SIGCONT)
+        time.sleep(0.3)  # Redis now runs what was waiting in its socket buffers
+        assert int(seed.get("fs:{s}:stock") or 0) == LIMITS.total
+        assert seed.zcard("fs:{s}:outbox") == 0
+        # And a call in time still goes through.
+        result = await stock.reserve("s", "late-bird", 1, str(uuid.uuid4()))
+        assert result.outcome is Outcome.ACCEPTED
+    finally:
+        await client.aclose()
+        seed.close()
+        server.stop()
 
 
 async def test_script_handoff_queues_one_message_per_sale_and_batch(platform: Platform) -> None:

@@ -17,7 +17,9 @@
 -- ARGV[1]     head of the Celery message, or "" to leave publishing to the caller
 -- ARGV[2]     its tail: the message is head, the admitted order ids (each as \"<id>\",
 --             comma-separated), tail; one message for all purchases this call admits
--- and for the i-th purchase, with a = 2 + 4 * (i - 1):
+-- ARGV[3]     deadline (epoch ms, Redis clock), or "0" for none: a call that reaches Redis
+--             after it decides nothing, since the caller has given up on its answer
+-- and for the i-th purchase, with a = 3 + 4 * (i - 1):
 -- ARGV[a+1]   user id
 -- ARGV[a+2]   quantity (positive integer)
 -- ARGV[a+3]   order id to use if the purchase is admitted
@@ -26,25 +28,37 @@
 -- Returns one answer per purchase, in order, each one of
 --   {"ok", order_id, expires_at_ms, quantity, replayed}   replayed is "1" for a repeated key
 --   {"rate_limited", retry_after_ms}
+--   {"key_reused", order_id}   the Idempotency-Key was first used with another quantity
 --   {"unknown_sale"} {"ended"} {"paused"} {"not_started"} {"limit_reached"} {"sold_out"}
+--   {"late"}                   past the deadline: nothing was decided
+-- followed by one more element, Redis's clock (epoch ms), which the caller uses to set
+-- the deadlines of its next calls.
 
 local meta_key, stock_key, held_key, outbox_key, queue_key =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local head, tail = ARGV[1], ARGV[2]
+local head, tail, deadline = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local count = (#KEYS - 5) / 3
-
-local m = redis.call("HMGET", meta_key,
-  "starts", "ends", "paused", "closed", "limit", "rate", "burst", "timeout")
-local answers = {}
-if not m[5] then
-  for i = 1, count do
-    answers[i] = {"unknown_sale"}
-  end
-  return answers
-end
 
 local t = redis.call("TIME")
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local answers = {}
+
+local function all(answer)
+  for i = 1, count do
+    answers[i] = answer
+  end
+  answers[count + 1] = now
+  return answers
+end
+
+if deadline > 0 and now > deadline then
+  return all({"late"})
+end
+local m = redis.call("HMGET", meta_key,
+  "starts", "ends", "paused", "closed", "limit", "rate", "burst", "timeout")
+if not m[5] then
+  return all({"unknown_sale"})
+end
 local starts, ends = tonumber(m[1]), tonumber(m[2])
 -- Whether the sale takes purchases at all is the same for every purchase of the call.
 local closed = nil
@@ -68,6 +82,10 @@ local function decide(rate_key, idem_key, reservation_key, user, quantity, order
     local first = redis.call("GET", idem_key)
     if first then
       local id, first_expires, qty = string.match(first, "^([^|]+)|(%d+)|(%d+)$")
+      -- The same key with another request is refused, not answered with the first.
+      if tonumber(qty) ~= quantity then
+        return {"key_reused", id}
+      end
       return {"ok", id, tonumber(first_expires), tonumber(qty), "1"}
     end
   end
@@ -113,7 +131,7 @@ local function decide(rate_key, idem_key, reservation_key, user, quantity, order
 end
 
 for i = 1, count do
-  local j, a = 5 + 3 * (i - 1), 2 + 4 * (i - 1)
+  local j, a = 5 + 3 * (i - 1), 3 + 4 * (i - 1)
   answers[i] = decide(KEYS[j + 1], KEYS[j + 2], KEYS[j + 3],
     ARGV[a + 1], tonumber(ARGV[a + 2]), ARGV[a + 3], ARGV[a + 4] == "1")
 end
@@ -121,4 +139,5 @@ end
 if head ~= "" and #admitted > 0 then
   redis.call("LPUSH", queue_key, head .. table.concat(admitted, ",") .. tail)
 end
+answers[count + 1] = now
 return answers
