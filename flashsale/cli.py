@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import logging
 import sys
-import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
@@ -24,15 +25,39 @@ def _settings() -> Settings:
 
 
 def _sessions_and_stock() -> tuple[sessionmaker[Session], Stock]:
-    import redis
-
     from flashsale.db.engine import session_factory
+    from flashsale.loops import loop_redis
 
     settings = _settings()
-    return (
-        session_factory(settings.require_database_url()),
-        Stock(redis.Redis.from_url(settings.require_redis_url())),
-    )
+    try:
+        database_url, redis_url = settings.require_database_url(), settings.require_redis_url()
+    except RuntimeError:
+        raise click.ClickException(
+            f"no Redis and PostgreSQL to talk to: run `flashsale up` (data folder "
+            f"{settings.data_dir}), or set FLASHSALE_REDIS_URL and FLASHSALE_DATABASE_URL"
+        ) from None
+    return session_factory(database_url), Stock(loop_redis(redis_url))
+
+
+@contextmanager
+def _reaching_storage() -> Iterator[None]:
+    """Redis or PostgreSQL unreachable: one line that says which and why, no traceback."""
+    import redis
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from flashsale.loops import describe
+
+    try:
+        yield
+    except redis.RedisError as exc:
+        raise click.ClickException(
+            f"cannot reach Redis ({describe(exc)}); is `flashsale up` running?"
+        ) from None
+    except SQLAlchemyError as exc:
+        cause = describe(getattr(exc, "orig", None) or exc)
+        raise click.ClickException(
+            f"cannot reach PostgreSQL ({cause}); is `flashsale up` running?"
+        ) from None
 
 
 @click.group()
@@ -105,12 +130,19 @@ def migrate() -> None:
     click.echo("database is up to date")
 
 
-def _repeat(every: float | None, step: Any) -> None:
-    while True:
-        step()
-        if not every:
-            return
-        time.sleep(every)
+def _repeat(component: str, every: float | None, step: Callable[[], None]) -> None:
+    """Run `step` once (recorded, and exit 1 if it failed), or every `every` seconds
+    through outages until a signal stops the process."""
+    from flashsale.loops import describe, loop_redis, run_every, run_step
+
+    settings = _settings()
+    recorder = loop_redis(settings.require_redis_url())
+    if every:
+        run_every(component, every, step, recorder)
+        return
+    error = run_step(component, step, recorder)
+    if error is not None:
+        raise click.ClickException(f"{component} failed: {describe(error)}")
 
 
 @main.command()
@@ -127,7 +159,7 @@ def reap(every: float | None) -> None:
         if report.expired or report.restored or not every:  # a quiet loop when idle
             click.echo(f"expired {report.expired} orders, returned {report.restored} to stock")
 
-    _repeat(every, step)
+    _repeat("reaper", every, step)
 
 
 @main.command()
@@ -137,23 +169,23 @@ def reap(every: float | None) -> None:
 )
 def sweep(every: float | None, older_than: float | None) -> None:
     """Re-publish reservations that no worker has persisted in time."""
-    import redis
-
+    from flashsale.loops import loop_redis
     from flashsale.sweeper import sweep as run_sweep
 
     settings = _settings()
-    sessions, stock = _sessions_and_stock()
-    broker = redis.Redis.from_url(settings.effective_broker_url or settings.require_redis_url())
+    sessions, _ = _sessions_and_stock()
+    stock_client = loop_redis(settings.require_redis_url())
+    broker = loop_redis(settings.effective_broker_url or settings.require_redis_url())
     age = older_than if older_than is not None else settings.sweep_after_seconds
 
     def step() -> None:
         count = run_sweep(
-            sessions, stock.client, broker, settings.queue, age, settings.sweep_max_backlog
+            sessions, stock_client, broker, settings.queue, age, settings.sweep_max_backlog
         )
         if count or not every:
             click.echo(f"re-published {count} reservations")
 
-    _repeat(every, step)
+    _repeat("sweeper", every, step)
 
 
 @main.command()
@@ -168,7 +200,13 @@ def operator(namespace: str, liveness: str) -> None:
     """Run the Kubernetes operator for FlashSale resources."""
     from flashsale.operator.run import run
 
-    run(namespace=namespace, liveness=liveness)
+    common = _settings()  # with a `flashsale up` running in the data folder, its servers
+    try:
+        common.require_redis_url()
+        common.require_database_url()
+    except RuntimeError as exc:
+        raise click.ClickException(str(exc)) from None
+    run(namespace=namespace, liveness=liveness, common=common)
 
 
 @main.command()
@@ -240,7 +278,8 @@ def sale_status_cmd(name: str, output: str) -> None:
     from flashsale.sales import sale_status
 
     sessions, stock = _sessions_and_stock()
-    status = sale_status(sessions, stock, name)
+    with _reaching_storage():
+        status = sale_status(sessions, stock, name)
     if status is None:
         raise click.ClickException(f"no sale named {name!r}")
     if output == "json":
@@ -280,7 +319,8 @@ def sale_list(output: str) -> None:
     from flashsale.tables import render_table
 
     sessions, stock = _sessions_and_stock()
-    statuses = [s for n in sale_names(sessions) if (s := sale_status(sessions, stock, n))]
+    with _reaching_storage():
+        statuses = [s for n in sale_names(sessions) if (s := sale_status(sessions, stock, n))]
     if output == "json":
         click.echo(json.dumps([s.as_dict() for s in statuses], indent=2))
         return

@@ -14,7 +14,7 @@ from flashsale.operator.context import OperatorContext
 from flashsale.operator.pace import PaceSetter
 from flashsale.operator.scaler import Scaler
 from flashsale.operator.settings import OperatorSettings
-from flashsale.settings import Settings
+from flashsale.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
@@ -96,12 +96,17 @@ def build_registry(op: OperatorContext) -> kopf.OperatorRegistry:
     return registry
 
 
-def run(namespace: str | None = None, liveness: str | None = None) -> None:
-    """`flashsale operator`: serve FlashSales until SIGTERM or Ctrl-C."""
+def run(
+    namespace: str | None = None, liveness: str | None = None, common: Settings | None = None
+) -> None:
+    """`flashsale operator`: serve FlashSales until SIGTERM or Ctrl-C.
+
+    `common` defaults to what every command reads: the environment, then a `flashsale up`
+    running in the data folder."""
     settings = OperatorSettings()
     if namespace is not None:
         settings = settings.model_copy(update={"namespace": namespace})
-    op = OperatorContext.build(settings, Settings())
+    op = OperatorContext.build(settings, common or get_settings())
     logging.getLogger("kopf.objects").addFilter(QuietTimers())
     kopf.run(
         registry=build_registry(op),
