@@ -1,4 +1,5 @@
-"""Prometheus metrics: reservation outcomes and request latency."""
+"""Prometheus metrics: reservation outcomes and request latency, counted by each process,
+and the platform figures (flashsale/figures.py), read when scraped."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 RESERVATIONS = Counter(
@@ -50,13 +52,19 @@ def observe_request(method: str, route: str, status: int, seconds: float) -> Non
     timer.observe(seconds)
 
 
-def metrics_text() -> bytes:
+def metrics_text(platform: Collector | None = None) -> bytes:
     """The exposition text; with several server processes (PROMETHEUS_MULTIPROC_DIR set),
-    the sum over all of them rather than the one process that took the scrape."""
-    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        return generate_latest(REGISTRY)
+    the sum over all of them rather than the one process that took the scrape. The
+    platform figures are the same from every process, so they are collected once, here,
+    beside the counters; collecting them reads Redis and PostgreSQL, so call this from a
+    worker thread, never on the event loop."""
     registry = CollectorRegistry()
-    multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    else:
+        registry.register(REGISTRY)
+    if platform is not None:
+        registry.register(platform)
     return generate_latest(registry)
 
 

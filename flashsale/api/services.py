@@ -13,6 +13,7 @@ from flashsale.api.auth import TokenVerifier
 from flashsale.api.metrics import HANDOFF_FAILURES, RESERVE_CALL_PURCHASES
 from flashsale.api.soldout import SoldOutFlags
 from flashsale.db.engine import session_factory
+from flashsale.figures import CachedFigures, FiguresReader, PlatformCollector
 from flashsale.settings import Settings
 from flashsale.stock import AsyncStock, Publish, Stock
 from flashsale.worker.message import persist_message
@@ -44,6 +45,8 @@ class Services:
     stock: Stock  # sync client for the threadpool endpoints
     sessions: sessionmaker[Session]
     sold_out: SoldOutFlags  # local, short-lived: spares Redis the late clicks
+    figures: FiguresReader  # clients of its own, with short timeouts, for /metrics
+    platform_figures: PlatformCollector
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
@@ -65,6 +68,8 @@ class Services:
                 socket_connect_timeout=settings.publish_timeout_seconds,
             )
         )
+        sessions = session_factory(settings.require_database_url())
+        figures = FiguresReader.from_settings(settings, sessions)
         return cls(
             settings=settings,
             verifier=TokenVerifier(
@@ -72,6 +77,8 @@ class Services:
             ),
             redis=aredis,
             broker=broker,
+            figures=figures,
+            platform_figures=PlatformCollector(CachedFigures(figures.read)),
             fast_stock=AsyncStock(
                 aredis,
                 queue=settings.queue if settings.script_handoff else "",
@@ -81,7 +88,7 @@ class Services:
             stock=Stock(
                 redis.Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=2)
             ),
-            sessions=session_factory(settings.require_database_url()),
+            sessions=sessions,
             sold_out=SoldOutFlags(settings.sold_out_cache_seconds),
         )
 
@@ -90,3 +97,4 @@ class Services:
         if self.broker is not self.redis:
             await self.broker.aclose()
         self.stock.client.close()
+        self.figures.close()

@@ -10,6 +10,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from flashsale.db.engine import session_factory
+from flashsale.figures import CachedFigures, FiguresReader
 from flashsale.operator.kube import KubeClient
 from flashsale.operator.metrics import SaleMetrics
 from flashsale.operator.settings import OperatorSettings
@@ -59,10 +60,12 @@ class OperatorContext:
             socket_connect_timeout=BACKEND_TIMEOUT_SECONDS,
         )
         broker_url = common.effective_broker_url or common.require_redis_url()
+        sessions = session_factory(common.require_database_url())
+        figures = FiguresReader.from_settings(common, sessions)
         return cls(
             settings=settings,
             common=common,
-            sessions=session_factory(common.require_database_url()),
+            sessions=sessions,
             stock=Stock(client),
             teardown=Teardown(client),
             broker=redis.Redis.from_url(
@@ -71,5 +74,5 @@ class OperatorContext:
                 socket_connect_timeout=BACKEND_TIMEOUT_SECONDS,
             ),
             kube=KubeClient(timeout=settings.request_timeout_seconds),
-            metrics=SaleMetrics(),
+            metrics=SaleMetrics(CachedFigures(figures.read)),
         )

@@ -11,7 +11,6 @@ from typing import Any
 import kopf
 from pydantic import ValidationError
 
-from flashsale.keys import SaleKeys
 from flashsale.operator.context import BACKEND_ERRORS, OperatorContext
 from flashsale.operator.kube import GROUP, PLURAL, VERSION
 from flashsale.operator.status import (
@@ -188,7 +187,6 @@ def register(registry: kopf.OperatorRegistry, op: OperatorContext) -> None:
 
         try:
             sale = await asyncio.to_thread(sale_status, op.sessions, op.stock, name)
-            outbox = await asyncio.to_thread(op.stock.client.zcard, SaleKeys(name).outbox)
         except BACKEND_ERRORS as exc:
             if not refused():
                 message = f"cannot reach Redis or PostgreSQL: {type(exc).__name__}: {exc}"
@@ -196,7 +194,6 @@ def register(registry: kopf.OperatorRegistry, op: OperatorContext) -> None:
             return
         if sale is None:
             return  # not loaded yet: the create handler (or its retry) does that
-        op.metrics.record_outbox(name, int(outbox))
         if refused():
             # A sale loaded before the refused change keeps selling as it was: its figures
             # stay current.

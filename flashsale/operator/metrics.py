@@ -1,10 +1,15 @@
-"""The operator's Prometheus gauges: what each sale holds, its phase, and the work queued
-for the workers. A registry of its own, so nothing else in the process leaks into it."""
+"""The operator's Prometheus gauges: what each sale holds and its phase, as its status says,
+and the platform figures (flashsale/figures.py: outbox and persist lag, orders, queue,
+loops), read when scraped, under the same names as on the API's /metrics. A registry of
+its own, so nothing else in the process leaks into it."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from prometheus_client import CollectorRegistry, Gauge, start_http_server
 
+from flashsale.figures import PlatformCollector, PlatformFigures
 from flashsale.operator.status import INVALID
 from flashsale.phase import Phase
 from flashsale.sales import StockFigures
@@ -14,7 +19,7 @@ UNIT_STATES = ("total", "remaining", "reserved", "pending_payment", "paid", "exp
 
 
 class SaleMetrics:
-    def __init__(self) -> None:
+    def __init__(self, platform: Callable[[], PlatformFigures] | None = None) -> None:
         self.registry = CollectorRegistry()
         self.units = Gauge(
             "flashsale_sale_units",
@@ -28,17 +33,9 @@ class SaleMetrics:
             ["sale", "phase"],
             registry=self.registry,
         )
-        self.backlog = Gauge(
-            "flashsale_worker_backlog",
-            "Task messages waiting in the Celery queue",
-            registry=self.registry,
-        )
-        self.outbox = Gauge(
-            "flashsale_outbox_entries",
-            "Reservations of a sale not yet persisted to SQL",
-            ["sale"],
-            registry=self.registry,
-        )
+        if platform is not None:
+            # flashsale_sale_units is the gauge above, with every state from the status.
+            self.registry.register(PlatformCollector(platform, sale_units=False))
 
     def serve(self, port: int) -> None:
         if port:
@@ -51,16 +48,12 @@ class SaleMetrics:
             for state in UNIT_STATES:
                 self.units.labels(sale, state).set(getattr(figures, state))
 
-    def record_outbox(self, sale: str, entries: int) -> None:
-        self.outbox.labels(sale).set(entries)
-
     def forget_sale(self, sale: str) -> None:
         """A deleted sale leaves no stale series behind."""
         for name in PHASES:
             self._remove(self.phase, sale, name)
         for state in UNIT_STATES:
             self._remove(self.units, sale, state)
-        self._remove(self.outbox, sale)
 
     @staticmethod
     def _remove(gauge: Gauge, *labels: str) -> None:

@@ -93,8 +93,7 @@ class Scaler:
 
     async def _pace(self, per_worker: float | None) -> None:
         try:
-            backlog = await asyncio.to_thread(self.op.broker.llen, self.op.common.queue)
-            self.op.metrics.backlog.set(int(backlog))
+            await asyncio.to_thread(self.op.broker.ping)
         except BACKEND_ERRORS as exc:
             log.warning("broker unreachable: %s", exc)
             return

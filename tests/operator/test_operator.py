@@ -108,7 +108,9 @@ async def test_creating_a_sale_loads_stock_and_scales_the_deployments(
     metrics = await operator.metrics()
     assert f'flashsale_sale_units{{sale="{sale_name}",state="remaining"}} 20.0' in metrics
     assert f'flashsale_sale_phase{{phase="Active",sale="{sale_name}"}} 1.0' in metrics
-    assert "flashsale_worker_backlog" in metrics
+    assert 'flashsale_queue_messages{queue="flashsale.orders"}' in metrics
+    assert f'flashsale_outbox_reservations{{sale="{sale_name}"}} 0.0' in metrics
+    assert "flashsale_platform_figures_up 1.0" in metrics
 
 
 async def test_raising_stock_adds_the_difference_once(

@@ -55,5 +55,8 @@ async def readyz(services: ServicesDep) -> Response:
     response_class=PlainTextResponse,
     responses={200: {"content": {"text/plain": {}}, "description": "Prometheus exposition"}},
 )
-async def metrics() -> Response:
-    return Response(metrics_text(), media_type=CONTENT_TYPE_LATEST)
+async def metrics(services: ServicesDep) -> Response:
+    # The platform figures come from Redis and PostgreSQL (cached for a few seconds): read
+    # in the threadpool, so a slow server holds up this scrape and nothing else.
+    text = await run_in_threadpool(metrics_text, services.platform_figures)
+    return Response(text, media_type=CONTENT_TYPE_LATEST)
