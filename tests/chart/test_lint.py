@@ -38,6 +38,8 @@ def test_helm_is_v3_or_v4(helm: Helm) -> None:
         ("redis.enabled=false", "/redis/external"),
         ("postgresql.enabled=false", "/postgresql/external"),
         ("api.service.type=Headless", "/api/service/type"),
+        ("metrics.prometheusRule.persistLag.for=soon", "/metrics/prometheusRule/persistLag/for"),
+        ("metrics.prometheusRule.loops.staleSecondz=60", "'staleSecondz' not allowed"),
     ],
 )
 def test_schema_refuses_bad_values_with_the_path(helm: Helm, assignment: str, message: str) -> None:

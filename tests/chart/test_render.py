@@ -361,13 +361,55 @@ def test_service_monitors_and_dashboard(render: Render) -> None:
         assert f'flashsale_reservations_total{{outcome="{outcome}"}}' in exprs
     for metric in (
         'flashsale_sale_units{state="remaining"}',
-        "flashsale_worker_backlog",
+        "flashsale_queue_messages",
         "pending_payment|paid|expired",
         "flashsale_sale_phase",
-        "flashsale_outbox_entries",
+        "flashsale_outbox_reservations",
+        "flashsale_outbox_oldest_age_seconds",
+        "flashsale_orders",
+        "flashsale_dead_letters_total",
+        "flashsale_loop_runs_total",
+        "flashsale_loop_failures_total",
+        "flashsale_loop_last_success_timestamp_seconds",
         "flashsale_request_duration_seconds_bucket",
     ):
         assert metric in exprs, metric
+    # Every API replica exports the same platform figures: panels take the max, never
+    # the sum, of them.
+    assert "sum by (sale) (flashsale_sale_units" not in exprs
+    assert rendered.maybe("PrometheusRule", RELEASE + "-flashsale") is None
+
+
+def test_prometheus_rule_alerts_with_the_thresholds_of_the_values(render: Render) -> None:
+    assert not render().all("PrometheusRule")
+    rendered = render("alerts-values.yaml")
+    rule = rendered.get("PrometheusRule", f"{RELEASE}-flashsale")
+    assert rule["metadata"]["namespace"] == NAMESPACE
+    assert rule["metadata"]["labels"]["release"] == "prometheus"
+    alerts = {r["alert"]: r for g in rule["spec"]["groups"] for r in g["rules"]}
+    assert set(alerts) == {
+        "FlashSalePersistLag",
+        "FlashSaleDeadLetters",
+        "FlashSaleReaperNotRunning",
+        "FlashSaleSweeperNotRunning",
+        "FlashSaleQueueBacklog",
+        "FlashSaleFiguresUnreadable",
+    }
+    lag = alerts["FlashSalePersistLag"]
+    assert lag["expr"] == (
+        f'max by (sale) (flashsale_outbox_oldest_age_seconds{{namespace="{NAMESPACE}"}}) > 45'
+    )
+    assert lag["for"] == "1m"
+    assert lag["labels"] == {"severity": "critical", "team": "shop"}
+    assert "{{ $labels.sale }}" in lag["annotations"]["summary"]
+    assert "[10m]" in alerts["FlashSaleDeadLetters"]["expr"]
+    reaper = alerts["FlashSaleReaperNotRunning"]["expr"]
+    assert "> 300" in reaper and "absent(" in reaper and 'component="reaper"' in reaper
+    assert alerts["FlashSaleQueueBacklog"]["expr"].endswith("> 5000")
+    for alert in alerts.values():
+        assert set(alert) <= {"alert", "expr", "for", "labels", "annotations"}
+        assert alert["labels"]["severity"] in {"critical", "warning"}
+        assert {"summary", "description"} <= set(alert["annotations"])
 
 
 def test_minimal_install_without_operator_or_volumes(render: Render) -> None:

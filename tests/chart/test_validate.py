@@ -14,7 +14,7 @@ from tests.chart.conftest import CHART, Render
 VERSIONS = ["1.33.0", "1.37.0"]
 # Kinds of other projects' CRDs: no schema is shipped for them; tests/chart/test_render.py
 # checks what they hold.
-FOREIGN_KINDS = {"monitoring.coreos.com/v1": {"ServiceMonitor"}}
+FOREIGN_KINDS = {"monitoring.coreos.com/v1": {"ServiceMonitor", "PrometheusRule"}}
 VALUES = [(), *[(p.name,) for p in sorted((CHART / "ci").glob("*.yaml"))]]
 
 
