@@ -11,6 +11,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from flashsale.db.models import Order, OrderStatus
+from flashsale.deadletters import DEAD
 from flashsale.keys import SaleKeys
 from flashsale.persist import persist_reservation
 from flashsale.sales import sale_names
@@ -126,7 +127,8 @@ def get_order(
         reservation.sale,
         reservation.user,
         reservation.quantity,
-        RESERVED,
+        # A dead letter was never stored and never will be: to its shopper, refused.
+        OrderStatus.REJECTED if reservation.state == DEAD else RESERVED,
         reservation.expires_at,
     )
 
@@ -134,8 +136,12 @@ def get_order(
 def pay_order(sessions: sessionmaker[Session], stock: Stock, user: str, order_id: str) -> str:
     """Mark the order paid. One conditional UPDATE decides a race with the reaper."""
     view = get_order(sessions, stock.client, user, order_id)
-    if view.status == RESERVED:
-        persist_reservation(sessions, stock, view.sale, view.order_id)
+    if view.status == OrderStatus.REJECTED:
+        raise OrderClosed(OrderStatus.REJECTED)
+    if view.status == RESERVED and (
+        persist_reservation(sessions, stock, view.sale, view.order_id) == DEAD
+    ):
+        raise OrderClosed(OrderStatus.REJECTED)
     oid = uuid.UUID(view.order_id)
     with sessions.begin() as session:
         paid = session.scalar(

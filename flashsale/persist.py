@@ -3,24 +3,40 @@
 This is what workers spend their time on, so it is written for throughput: one Redis
 round trip reads the reservations, one SQL statement inserts them and raises the sale's
 live units, a commit, and one script call takes them off the outbox. The rows travel as
-one JSON document, which PostgreSQL unpacks far faster than the driver adapts arrays."""
+one JSON document, which PostgreSQL unpacks far faster than the driver adapts arrays.
+
+A transaction of many shoppers' orders must not fail for one of them. A reservation that
+cannot be an order (checked before the statement, or refused by PostgreSQL for its own
+content) becomes a dead letter and gives its units back, and the others are stored: when
+the statement fails for its data, each reservation is tried alone to find which."""
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 import redis
 from sqlalchemy import Connection
+from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from flashsale.db.models import OrderStatus
+from flashsale.deadletters import DEAD, bury_reservation
+from flashsale.ids import user_id_problem
 from flashsale.keys import SaleKeys
 from flashsale.stock import Stock
 
-FIELDS = ("user", "qty", "reserved_at", "expires_at")
+log = logging.getLogger(__name__)
+
+# Failures that belong to the rows themselves, not to the database being away: retrying
+# cannot help, and trying the rows one by one finds the one at fault.
+ROW_FAULTS = (DataError, IntegrityError, orjson.JSONEncodeError)
+
+FIELDS = ("user", "qty", "reserved_at", "expires_at", "state")
 
 # Insert the new orders and, in the same statement, add their units to the sale's live
 # units if they all fit within its stock (the usual case). `claimed` is false when they
@@ -52,8 +68,8 @@ FROM new
 def read_reservations(
     client: redis.Redis, sale: str, order_ids: Iterable[str]
 ) -> list[tuple[str, list[bytes]]]:
-    """(order id, [user, qty, reserved_at, expires_at]) of each reservation Redis still
-    has, oldest first, in one round trip; unknown ids are left out."""
+    """(order id, [user, qty, reserved_at, expires_at, state]) of each reservation Redis
+    still has, oldest first, in one round trip; unknown ids are left out."""
     wanted = list(dict.fromkeys(order_ids))
     keys = SaleKeys(sale)
     pipe = client.pipeline(transaction=False)
@@ -76,52 +92,132 @@ def persist_reservation(
     return persist_reservations(sessions, stock, sale, [order_id]).get(order_id)
 
 
+@dataclass(frozen=True, slots=True)
+class _Row:
+    order_id: str
+    user: str
+    quantity: int
+    reserved_at: int
+    expires_at: int
+
+    def doc(self) -> dict[str, Any]:
+        return {
+            "id": self.order_id,
+            "user_id": self.user,
+            "quantity": self.quantity,
+            "reserved_at": self.reserved_at,
+            "expires_at": self.expires_at,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class _Unfit:
+    """A reservation that can never be an order, and why."""
+
+    order_id: str
+    user: object
+    quantity: object
+    reason: str
+
+
+def _row(order_id: str, values: list[bytes]) -> _Row | _Unfit:
+    user_raw, qty, reserved_at, expires_at = values[:4]
+    try:
+        user = user_raw.decode()
+    except UnicodeDecodeError:
+        return _Unfit(order_id, user_raw, qty, "the user id is not UTF-8")
+    problem = user_id_problem(user)
+    if problem is not None:
+        return _Unfit(order_id, user, qty, problem)
+    try:
+        uuid.UUID(order_id)
+        row = _Row(order_id, user, int(qty), int(reserved_at), int(expires_at))
+    except (ValueError, TypeError):
+        return _Unfit(order_id, user, qty, "the reservation's id or figures are malformed")
+    if row.quantity <= 0:
+        return _Unfit(order_id, user, row.quantity, "the quantity is not positive")
+    return row
+
+
 def persist_reservations(
     sessions: sessionmaker[Session], stock: Stock, sale: str, order_ids: Iterable[str]
 ) -> dict[str, str]:
     """Write reservations of one sale as orders, once, in one transaction; returns the
-    status of each (ids that Redis does not know are left out).
+    status of each (ids that Redis does not know are left out; `dead` for a reservation
+    that became a dead letter).
 
     The insert is keyed by the reservation id, so a redelivered task finds its rows and
     does nothing. In the same transaction the sale's live units are raised only as far
     as its stock: should Redis ever admit too much (a failover that lost writes), the
     excess orders are stored as rejected and never become payable."""
-    found = read_reservations(stock.client, sale, order_ids)
-    if not found:
-        return {}
+    rows: list[_Row] = []
+    unfit: list[_Unfit] = []
+    settled: dict[str, str] = {}
+    for order_id, values in read_reservations(stock.client, sale, order_ids):
+        if values[4] == DEAD.encode():  # put aside before: nothing more to do
+            settled[order_id] = DEAD
+            continue
+        parsed = _row(order_id, values)
+        if isinstance(parsed, _Row):
+            rows.append(parsed)
+        else:
+            unfit.append(parsed)
+    statuses: dict[str, str] = {}
+    if rows:
+        try:
+            statuses = _store(sessions, sale, rows)
+        except ROW_FAULTS as exc:
+            log.warning(
+                "storing %d reservations of sale %s together failed (%s); storing them one by one",
+                len(rows),
+                sale,
+                type(exc).__name__,
+            )
+            statuses, refused = _store_one_by_one(sessions, sale, rows)
+            unfit += refused
+    if statuses:
+        stock.ack_many(
+            sale, {oid: status == OrderStatus.REJECTED for oid, status in statuses.items()}
+        )
+    for bad in unfit:
+        bury_reservation(sessions, stock, sale, bad.order_id, bad.user, bad.quantity, bad.reason)
+        statuses[bad.order_id] = DEAD
+    return statuses | settled
+
+
+def _store(sessions: sessionmaker[Session], sale: str, rows: Sequence[_Row]) -> dict[str, str]:
     with sessions.begin() as session:
-        statuses = _insert_orders(session.connection(), sale, found)
-    stock.ack_many(sale, {oid: status == OrderStatus.REJECTED for oid, status in statuses.items()})
-    return statuses
+        return _insert_orders(session.connection(), sale, rows)
 
 
-def _insert_orders(
-    conn: Connection, sale: str, found: list[tuple[str, list[bytes]]]
-) -> dict[str, str]:
-    rows = orjson.dumps(
-        [
-            {
-                "id": order_id,
-                "user_id": user.decode(),
-                "quantity": int(qty),
-                "reserved_at": int(reserved_at),
-                "expires_at": int(expires_at),
-            }
-            for order_id, (user, qty, reserved_at, expires_at) in found
-        ]
-    ).decode()
+def _store_one_by_one(
+    sessions: sessionmaker[Session], sale: str, rows: Sequence[_Row]
+) -> tuple[dict[str, str], list[_Unfit]]:
+    statuses: dict[str, str] = {}
+    refused: list[_Unfit] = []
+    for row in rows:
+        try:
+            statuses |= _store(sessions, sale, [row])
+        except ROW_FAULTS as exc:
+            reason = f"PostgreSQL refused it: {str(exc.orig if hasattr(exc, 'orig') else exc)}"
+            refused.append(_Unfit(row.order_id, row.user, row.quantity, reason[:500]))
+    return statuses, refused
+
+
+def _insert_orders(conn: Connection, sale: str, found: Sequence[_Row]) -> dict[str, str]:
+    rows = orjson.dumps([row.doc() for row in found]).decode()
     params = {"rows": rows, "sale": sale, "status": OrderStatus.PENDING_PAYMENT.value}
     inserted_ids, claimed = conn.exec_driver_sql(_INSERT, params).one()
     inserted = set(inserted_ids)
     statuses: dict[str, str] = {}
-    stored_before = [oid for oid, _ in found if oid not in inserted]
+    stored_before = [row.order_id for row in found if row.order_id not in inserted]
     if stored_before:  # redelivered: SQL has the status that counts
         rows_before = conn.exec_driver_sql(
             "SELECT id::text, status FROM orders WHERE id = ANY(%(ids)s::uuid[])",
             {"ids": stored_before},
         )
         statuses.update({str(oid): str(status) for oid, status in rows_before})
-    new = [(oid, int(values[1])) for oid, values in found if oid in inserted]
+    new = [(row.order_id, row.quantity) for row in found if row.order_id in inserted]
     rejected = set() if claimed else _share_out(conn, sale, new)
     for oid, _ in new:
         statuses[oid] = OrderStatus.REJECTED if oid in rejected else OrderStatus.PENDING_PAYMENT

@@ -23,21 +23,44 @@ class ErrorBody(BaseModel):
 
 
 class ApiError(Exception):
+    """An answer other than success; `extra` adds fields to the error body (the order id
+    of a 503 whose purchase may have happened, say)."""
+
     def __init__(
-        self, status: int, code: str, detail: str, headers: dict[str, str] | None = None
+        self,
+        status: int,
+        code: str,
+        detail: str,
+        headers: dict[str, str] | None = None,
+        extra: dict[str, str] | None = None,
     ) -> None:
         super().__init__(detail)
         self.status = status
         self.code = code
         self.detail = detail
         self.headers = headers
+        self.extra = extra
+
+    def body(self) -> bytes:
+        return error_body(self.code, self.detail, self.extra)
+
+
+def error_body(code: str, detail: str, extra: dict[str, str] | None = None) -> bytes:
+    doc = {"error": code, "detail": detail}
+    if extra:
+        doc |= extra
+    return orjson.dumps(doc)
 
 
 def error_response(
-    status: int, code: str, detail: str, headers: dict[str, str] | None = None
+    status: int,
+    code: str,
+    detail: str,
+    headers: dict[str, str] | None = None,
+    extra: dict[str, str] | None = None,
 ) -> Response:
     return Response(
-        orjson.dumps({"error": code, "detail": detail}),
+        error_body(code, detail, extra),
         status_code=status,
         media_type="application/json",
         headers=headers,
@@ -69,7 +92,7 @@ def _validation_detail(exc: RequestValidationError) -> str:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> Response:
-        return error_response(exc.status, exc.code, exc.detail, exc.headers)
+        return error_response(exc.status, exc.code, exc.detail, exc.headers, exc.extra)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> Response:

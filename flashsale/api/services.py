@@ -7,13 +7,16 @@ from dataclasses import dataclass
 
 import redis
 from redis.asyncio import Redis as AsyncRedis
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
+from starlette.concurrency import run_in_threadpool
 
 from flashsale.api.auth import TokenVerifier
 from flashsale.api.metrics import HANDOFF_FAILURES, RESERVE_CALL_PURCHASES
 from flashsale.api.soldout import SoldOutFlags
 from flashsale.db.engine import session_factory
 from flashsale.figures import CachedFigures, FiguresReader, PlatformCollector
+from flashsale.orders import RESERVED, UnknownOrder, get_order
 from flashsale.settings import Settings
 from flashsale.stock import AsyncStock, Publish, Stock
 from flashsale.worker.message import persist_message
@@ -73,7 +76,10 @@ class Services:
         return cls(
             settings=settings,
             verifier=TokenVerifier(
-                settings.require_jwt_secret(), settings.token_cache_size, settings.max_token_bytes
+                settings.require_jwt_secret(),
+                settings.token_cache_size,
+                settings.max_token_bytes,
+                settings.max_token_lifetime_seconds,
             ),
             redis=aredis,
             broker=broker,
@@ -91,6 +97,18 @@ class Services:
             sessions=sessions,
             sold_out=SoldOutFlags(settings.sold_out_cache_seconds),
         )
+
+    async def order_status(self, user: str, order_id: str) -> str:
+        """The status of one of the user's orders now; `reserved` when it cannot be read
+        (the answer that was true when the order was made)."""
+        try:
+            view = await run_in_threadpool(
+                get_order, self.sessions, self.stock.client, user, order_id
+            )
+        except (UnknownOrder, redis.RedisError, DBAPIError) as exc:
+            log.warning("status of order %s unreadable, answering reserved: %r", order_id, exc)
+            return RESERVED
+        return view.status
 
     async def close(self) -> None:
         await self.redis.aclose()

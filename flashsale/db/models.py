@@ -8,12 +8,14 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     CheckConstraint,
     DateTime,
     ForeignKey,
     Index,
     Integer,
     String,
+    Text,
     Uuid,
     func,
 )
@@ -91,3 +93,23 @@ class Order(Base):
             postgresql_where="status = 'expired' AND restored_at IS NULL",
         ),
     )
+
+
+class DeadLetter(Base):
+    """A reservation or task message that can never be stored, kept for an operator to
+    read. Its units went back to stock when it was written. Text fields hold escaped
+    values (`flashsale.deadletters.printable`): what could not be stored cannot be
+    stored here either."""
+
+    __tablename__ = "dead_letters"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    # One row per reservation, however often it is redelivered; NULL for a whole message.
+    order_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, unique=True)
+    sale: Mapped[str | None] = mapped_column(String(253), index=True)
+    user_id: Mapped[str | None] = mapped_column(Text)
+    quantity: Mapped[int | None] = mapped_column(Integer)
+    units_returned: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    reason: Mapped[str] = mapped_column(Text)
+    payload: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 import orjson
 
 PERSIST_TASK = "flashsale.persist_orders"
+# What a worker makes of a message it cannot read: a dead letter, written by this task.
+BURY_TASK = "flashsale.bury_message"
 # The one-order task of earlier releases, still consumed so that an upgrade in the middle
 # of a sale loses no queued message.
 PERSIST_ONE_TASK = "flashsale.persist_order"
@@ -48,8 +50,14 @@ class MessageTemplate:
 
 def persist_template(sale: str, queue: str) -> MessageTemplate:
     """The envelope of one new task message (its own task id) for reservations of `sale`."""
+    head, tail = task_message(PERSIST_TASK, [sale, _IDS], queue).split(_IDS_IN_ENVELOPE)
+    return MessageTemplate(head + b"[", b"]" + tail)
+
+
+def task_message(task: str, args: list[object], queue: str) -> bytes:
+    """One Redis-transport envelope asking a worker to run `task` with `args`."""
     body = orjson.dumps(
-        [[sale, _IDS], {}, {"callbacks": None, "errbacks": None, "chain": None, "chord": None}]
+        [args, {}, {"callbacks": None, "errbacks": None, "chain": None, "chord": None}]
     ).decode()
     task_id = str(uuid.uuid4())
     envelope = {
@@ -58,7 +66,7 @@ def persist_template(sale: str, queue: str) -> MessageTemplate:
         "content-type": "application/json",
         "headers": {
             "lang": "py",
-            "task": PERSIST_TASK,
+            "task": task,
             "id": task_id,
             "shadow": None,
             "eta": None,
@@ -69,7 +77,7 @@ def persist_template(sale: str, queue: str) -> MessageTemplate:
             "timelimit": [None, None],
             "root_id": task_id,
             "parent_id": None,
-            "argsrepr": f"({sale!r}, [...])",
+            "argsrepr": f"({args[0]!r}, ...)" if args else "()",
             "kwargsrepr": "{}",
             "origin": _ORIGIN,
             "ignore_result": True,
@@ -84,8 +92,7 @@ def persist_template(sale: str, queue: str) -> MessageTemplate:
             "delivery_tag": str(uuid.uuid4()),
         },
     }
-    head, tail = orjson.dumps(envelope).split(_IDS_IN_ENVELOPE)
-    return MessageTemplate(head + b"[", b"]" + tail)
+    return orjson.dumps(envelope)
 
 
 def persist_message(sale: str, order_ids: Iterable[str], queue: str) -> bytes:

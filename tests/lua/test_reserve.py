@@ -9,7 +9,14 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from flashsale.keys import SaleKeys
-from flashsale.stock import Outcome, ReserveResult
+from flashsale.stock import (
+    Outcome,
+    Purchase,
+    ReserveResult,
+    lua_source,
+    parse_answers,
+    reserve_call,
+)
 from flashsale.worker.message import persist_args
 from tests.conftest import Platform
 
@@ -301,3 +308,39 @@ def test_idempotent_replay_survives_rate_limit_and_pause(platform: Platform) -> 
     retry = platform.stock.reserve(sale, "alice", 1, new_id(), idempotency_key="k")
     assert (retry.outcome, retry.order_id) == (Outcome.ACCEPTED, first.order_id)
     assert platform.remaining(sale) == 4
+
+
+def test_a_reused_idempotency_key_with_another_quantity_is_refused(platform: Platform) -> None:
+    sale = platform.sale(stock=5, perUserLimit=3)
+    first = platform.stock.reserve(sale, "alice", 1, new_id(), idempotency_key="key-q")
+    other = new_id()
+    reused = platform.stock.reserve(sale, "alice", 2, other, idempotency_key="key-q")
+    assert reused.outcome is Outcome.KEY_REUSED
+    assert reused.order_id == first.order_id  # named, so the shopper can find it
+    assert_untouched(platform, sale, 4, other)
+    # The same request again is still the first order.
+    again = platform.stock.reserve(sale, "alice", 1, new_id(), idempotency_key="key-q")
+    assert again.outcome is Outcome.ACCEPTED and again.order_id == first.order_id
+
+
+def test_a_call_past_its_deadline_decides_nothing(platform: Platform) -> None:
+    sale = platform.sale(stock=5, perUserLimit=3)
+    client = platform.stock.client
+    sha = client.script_load(lua_source("reserve"))
+    secs, micros = client.time()
+    now_ms = int(secs) * 1000 + int(micros) // 1000
+    orders = [new_id(), new_id()]
+    purchases = [Purchase("alice", 1, orders[0]), Purchase("bob", 1, orders[1], "k")]
+
+    keys, args = reserve_call(sale, purchases, deadline_ms=now_ms - 1)
+    raw = client.evalsha(sha, len(keys), *keys, *args)
+    assert [r.outcome for r in parse_answers(raw, 2)] == [Outcome.LATE, Outcome.LATE]
+    assert int(raw[-1]) >= now_ms  # Redis's clock ends every answer
+    for order in orders:
+        assert_untouched(platform, sale, 5, order)
+    assert not client.exists(SaleKeys(sale).idempotency("bob", "k"))
+
+    keys, args = reserve_call(sale, purchases, deadline_ms=now_ms + 60_000)
+    raw = client.evalsha(sha, len(keys), *keys, *args)
+    assert [r.outcome for r in parse_answers(raw, 2)] == [Outcome.ACCEPTED, Outcome.ACCEPTED]
+    assert platform.remaining(sale) == 3

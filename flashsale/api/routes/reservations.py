@@ -21,14 +21,18 @@ from flashsale.api.errors import ApiError, error_doc
 from flashsale.api.metrics import RESERVATIONS
 from flashsale.api.schemas import ReservationOut, ReservationRequest
 from flashsale.api.services import Services
-from flashsale.orders import from_ms
+from flashsale.orders import RESERVED
 from flashsale.spec import is_valid_sale_name
-from flashsale.stock import Outcome, ReserveResult
+from flashsale.stock import InvalidPurchase, Outcome, ReserveResult
+from flashsale.timefmt import rfc3339_ms
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["reservations"])
 
 IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,200}$")
+
+# How long a shopper answered 503 should wait before trying again.
+RETRY_AFTER = {"Retry-After": "1"}
 
 _REFUSALS: dict[Outcome, tuple[int, str]] = {
     Outcome.UNKNOWN_SALE: (404, "no such sale"),
@@ -51,8 +55,12 @@ OUTCOMES = {outcome: RESERVATIONS.labels(outcome) for outcome in Outcome}
         409: error_doc("sold_out", "limit_reached", "not_started", "ended", "paused"),
         429: error_doc("rate_limited"),
         401: error_doc("unauthorized"),
-        422: error_doc("invalid_request"),
-        503: error_doc("unavailable"),
+        422: error_doc("invalid_request", "idempotency_key_reused"),
+        503: {
+            **error_doc("unavailable"),
+            "description": "Error code: unavailable. The body carries the `order_id` the "
+            "purchase would have had: GET /v1/orders/{order_id} tells whether it happened.",
+        },
     },
 )
 async def reserve(
@@ -84,34 +92,62 @@ async def admit(
     if idempotency_key is None and services.sold_out.refuses(sale, quantity):
         OUTCOMES[Outcome.SOLD_OUT].inc()
         raise ApiError(409, Outcome.SOLD_OUT.value, _REFUSALS[Outcome.SOLD_OUT][1])
+    order_id = str(uuid.uuid4())
     try:
-        result = await services.fast_stock.reserve(
-            sale, user, quantity, str(uuid.uuid4()), idempotency_key
-        )
+        result = await services.fast_stock.reserve(sale, user, quantity, order_id, idempotency_key)
+    except InvalidPurchase as exc:
+        RESERVATIONS.labels("invalid").inc()
+        raise ApiError(422, "invalid_request", str(exc)) from None
     except redis.RedisError as exc:
         log.warning("reserve failed: %s", exc)
-        RESERVATIONS.labels("unavailable").inc()
-        raise ApiError(503, "unavailable", "stock service unavailable, retry") from None
+        raise _unavailable(order_id) from None
     OUTCOMES[result.outcome].inc()
+    if result.outcome is Outcome.LATE:
+        raise _unavailable(order_id)
     if result.outcome is not Outcome.ACCEPTED:
         if result.outcome is Outcome.SOLD_OUT:
             services.sold_out.remember(sale, quantity)
         raise _refusal(result)
     services.sold_out.forget(sale)
     assert result.order_id is not None
+    status = RESERVED
+    if result.replayed:  # the same order again, as it stands now (paid, say)
+        status = await services.order_status(user, result.order_id)
     return orjson.dumps(
         {
             "order_id": result.order_id,
             "sale": sale,
             "quantity": result.quantity,
-            "status": "reserved",
-            "expires_at": from_ms(result.expires_at_ms).isoformat(),
+            "status": status,
+            "expires_at": rfc3339_ms(result.expires_at_ms),
             "payment_url": f"/v1/orders/{result.order_id}/payment",
         }
     )
 
 
+def _unavailable(order_id: str) -> ApiError:
+    """Redis did not answer in time. The call may still have run before its deadline, so
+    the answer names the order it would have made; one that reaches Redis later decides
+    nothing (see AsyncStock._send)."""
+    RESERVATIONS.labels("unavailable").inc()
+    return ApiError(
+        503,
+        "unavailable",
+        "stock service unavailable, retry; GET /v1/orders/{order_id} tells whether this "
+        "purchase went through",
+        RETRY_AFTER,
+        {"order_id": order_id},
+    )
+
+
 def _refusal(result: ReserveResult) -> ApiError:
+    if result.outcome is Outcome.KEY_REUSED:
+        return ApiError(
+            422,
+            "idempotency_key_reused",
+            f"this Idempotency-Key was first used for another request (order "
+            f"{result.order_id}); use a new key for a new request",
+        )
     if result.outcome is Outcome.RATE_LIMITED:
         retry_after = max(1, -(-result.retry_after_ms // 1000))
         return ApiError(
