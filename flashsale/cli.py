@@ -211,13 +211,36 @@ def operator(namespace: str, liveness: str) -> None:
 
 @main.command()
 @click.argument("user")
-@click.option("--ttl", type=int, default=3600, show_default=True, help="Seconds.")
-def token(user: str, ttl: int) -> None:
-    """Print a JWT for USER, signed with FLASHSALE_JWT_SECRET."""
-    from flashsale.api.auth import issue_token
+@click.option(
+    "--ttl",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Seconds (default 3600, or FLASHSALE_MAX_TOKEN_LIFETIME_SECONDS when that is set "
+    "and lower; never more than it).",
+)
+def token(user: str, ttl: int | None) -> None:
+    """Print a JWT for USER, signed with FLASHSALE_JWT_SECRET.
 
+    Refuses what the API would refuse: a user id that is not 1 to 255 printable
+    characters, and a lifetime over the configured cap."""
+    from flashsale.api.auth import issue_token
+    from flashsale.ids import user_id_problem
+
+    problem = user_id_problem(user)
+    if problem is not None:
+        raise click.BadParameter(problem, param_hint="'USER'")
+    settings = _settings()
+    cap = settings.max_token_lifetime_seconds
+    if ttl is None:
+        ttl = min(3600, cap) if cap else 3600
+    elif cap and ttl > cap:
+        raise click.BadParameter(
+            f"{ttl} is over FLASHSALE_MAX_TOKEN_LIFETIME_SECONDS ({cap}): the API would "
+            "refuse the token",
+            param_hint="'--ttl'",
+        )
     try:
-        secret = _settings().require_jwt_secret()
+        secret = settings.require_jwt_secret()
     except RuntimeError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(issue_token(secret, user, ttl))

@@ -52,6 +52,23 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=4096, ge=64)
     max_token_bytes: int = Field(default=4096, ge=64)
     token_cache_size: int = Field(default=65536, ge=0)
+    max_token_lifetime_seconds: int = Field(
+        default=0,
+        ge=0,
+        description=(
+            "Refuse tokens whose `exp` lies further ahead than this (with 30 s of leeway for "
+            "clocks); `flashsale token --ttl` is held to it too. 0: no cap, as tokens come "
+            "from the shop's own issuer (every token must still carry an `exp`)."
+        ),
+    )
+    body_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description=(
+            "A request body that has not fully arrived this long after the request began "
+            "is answered 408, with Connection: close."
+        ),
+    )
     api_workers: int = Field(default=1, ge=1)
     sold_out_cache_seconds: float = Field(
         default=0.25,

@@ -7,6 +7,7 @@ import subprocess
 from pathlib import Path
 
 import jwt
+import pytest
 
 from tests.conftest import FLASHSALE, JWT_SECRET, Platform
 
@@ -75,3 +76,44 @@ def test_sale_apply_names_the_bad_field(platform: Platform, workdir: Path) -> No
     assert out.returncode == 1
     assert "spec.stok: Extra inputs are not permitted (unknown field)" in out.stderr
     assert platform.stock.client.exists("fs:{cli-typo}:meta") == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "complaint"),
+    [
+        (["", "--ttl", "60"], "Invalid value for 'USER': a user id must not be empty"),
+        (["   "], "a user id must not be only whitespace"),
+        (["a\tb"], "must not contain U+0009"),
+        (["del\x7f"], "must not contain U+007F"),
+        (["x" * 256], "at most 255 characters"),
+        (["alice", "--ttl", "-5"], "Invalid value for '--ttl'"),
+        (["alice", "--ttl", "0"], "Invalid value for '--ttl'"),
+    ],
+)
+def test_token_refuses_what_the_api_would_refuse(
+    platform: Platform, args: list[str], complaint: str
+) -> None:
+    out = run(platform, "token", *args)
+    assert out.returncode == 2, out.stdout
+    assert complaint in out.stderr
+    assert out.stdout == ""
+
+
+def test_token_ttl_is_held_to_the_lifetime_cap(platform: Platform) -> None:
+    env = {**platform.env, "FLASHSALE_MAX_TOKEN_LIFETIME_SECONDS": "600"}
+    over = subprocess.run(
+        [FLASHSALE, "token", "zoe", "--ttl", "601"], env=env, capture_output=True, text=True
+    )
+    assert over.returncode == 2
+    assert "over FLASHSALE_MAX_TOKEN_LIFETIME_SECONDS (600)" in over.stderr
+    default = subprocess.run([FLASHSALE, "token", "zoe"], env=env, capture_output=True, text=True)
+    assert default.returncode == 0, default.stderr
+    claims = jwt.decode(default.stdout.strip(), JWT_SECRET, algorithms=["HS256"])
+    assert claims["exp"] - claims["iat"] == 600  # the cap, under the usual hour
+
+
+def test_token_accepts_ids_with_inner_spaces_and_non_ascii(platform: Platform) -> None:
+    out = run(platform, "token", "Zoë O'Neil 🛒")
+    assert out.returncode == 0, out.stderr
+    claims = jwt.decode(out.stdout.strip(), JWT_SECRET, algorithms=["HS256"])
+    assert claims["sub"] == "Zoë O'Neil 🛒"
