@@ -19,6 +19,7 @@ from flashsale.phase import Phase, sale_phase
 from flashsale.spec import SaleSpec, epoch_ms, is_valid_sale_name
 from flashsale.stock import SaleLimits, SoldInSql, Stock, StockLoadError
 from flashsale.teardown import Teardown
+from flashsale.timefmt import rfc3339
 
 
 class InvalidSale(ValueError):
@@ -210,8 +211,8 @@ def sale_status(sessions: sessionmaker[Session], stock: Stock, name: str) -> Sal
         name=sale.name,
         sku=sale.sku,
         phase=phase,
-        starts_at=sale.starts_at.isoformat() if sale.starts_at else None,
-        ends_at=sale.ends_at.isoformat() if sale.ends_at else None,
+        starts_at=rfc3339(sale.starts_at) if sale.starts_at else None,
+        ends_at=rfc3339(sale.ends_at) if sale.ends_at else None,
         stock=StockFigures(
             total=int(meta[5]) if in_redis else sale.stock,
             remaining=remaining,

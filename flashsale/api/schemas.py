@@ -5,9 +5,21 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, WithJsonSchema
+
+from flashsale.timefmt import rfc3339
 
 MAX_QUANTITY = 1000
+
+# Every time in an answer, written as flashsale.timefmt writes it (the fast path's 202
+# too), whatever the time zone of the datetime given.
+Timestamp = Annotated[
+    datetime,
+    PlainSerializer(rfc3339, return_type=str),
+    WithJsonSchema(
+        {"type": "string", "format": "date-time", "example": "2030-01-01T09:00:00.000Z"}
+    ),
+]
 
 
 def _json_whole_number(value: object) -> object:
@@ -30,7 +42,7 @@ class ReservationOut(BaseModel):
     sale: str
     quantity: int
     status: Literal["reserved"]
-    expires_at: datetime
+    expires_at: Timestamp
     payment_url: str
 
 
@@ -39,7 +51,7 @@ class OrderOut(BaseModel):
     sale: str
     quantity: int
     status: Literal["reserved", "pending_payment", "paid", "expired", "rejected"]
-    expires_at: datetime
+    expires_at: Timestamp
 
 
 class PaymentOut(BaseModel):
@@ -60,6 +72,6 @@ class SaleOut(BaseModel):
     name: str
     sku: str
     phase: Literal["Scheduled", "Active", "SoldOut", "Ended", "Paused"]
-    starts_at: datetime | None
-    ends_at: datetime | None
+    starts_at: Timestamp | None
+    ends_at: Timestamp | None
     stock: StockOut
