@@ -1,10 +1,16 @@
 """The whole platform on one machine: storage, migrations, API, worker, reaper, sweeper.
 
 `flashsale up` runs it in the foreground with interleaved logs; `flashsale demo` runs it
-quietly (logs into files) and drives a crowd against it."""
+quietly (logs into files) and drives a crowd against it.
+
+Once it is ready, a watcher thread keeps it running: a component that exits is restarted
+with backoff (see `supervisor`), and so are its own Redis and PostgreSQL, on the same port
+and data folder, so the components' URLs stay valid and they reconnect by themselves.
+Only `stop` ends it."""
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -15,7 +21,7 @@ from pathlib import Path
 from types import TracebackType
 
 from flashsale.db.migrate import upgrade
-from flashsale.embedded import ServerError
+from flashsale.embedded import PostgresServer, RedisServer, ServerError
 from flashsale.local.registry import (
     PlatformRecord,
     forget_servers,
@@ -23,10 +29,12 @@ from flashsale.local.registry import (
     record_servers,
 )
 from flashsale.local.servers import LocalServers, port_is_free
-from flashsale.local.supervisor import Child, LineSink, Supervisor
+from flashsale.local.supervisor import LineSink, Notice, Restarts, Supervisor
 from flashsale.settings import Settings
 
 READY_TIMEOUT = 90.0
+
+log = logging.getLogger(__name__)
 
 
 class PlatformError(RuntimeError):
@@ -64,9 +72,13 @@ class LocalPlatform:
         self.servers = LocalServers(
             self.data_dir, redis_url=settings.redis_url, database_url=settings.database_url
         )
-        self.supervisor = Supervisor({}, sink=sink, log_dir=log_dir)
+        self.notice: Notice = (lambda line: sink("up", line)) if sink else log.warning
+        self.supervisor = Supervisor({}, sink=sink, log_dir=log_dir, notice=self.notice)
         self.jwt_secret = ""
         self._recorded = False
+        self._stopping = threading.Event()
+        self._watcher: threading.Thread | None = None
+        self._server_restarts: dict[str, Restarts] = {}
 
     @property
     def api_url(self) -> str:
@@ -99,6 +111,8 @@ class LocalPlatform:
             self.supervisor.env = self._child_env()
             self._start_children()
             self._wait_until_ready()
+            self._watcher = threading.Thread(target=self._watch, name="watcher", daemon=True)
+            self._watcher.start()
         except BaseException:
             self.stop()
             raise
@@ -141,11 +155,52 @@ class LocalPlatform:
             time.sleep(0.2)
         raise PlatformError(f"the API was not ready within {READY_TIMEOUT:.0f}s")
 
-    def run_until(self, stop: threading.Event) -> Child | None:
-        """Serve until `stop` is set (None) or a component exits (that component)."""
-        return self.supervisor.first_exit(stop)
+    def run_until(self, stop: threading.Event) -> None:
+        """Serve until `stop` is set; the watcher keeps every part running meanwhile."""
+        while not stop.wait(0.5):
+            pass
+
+    def _watch(self, every: float = 0.2) -> None:
+        while not self._stopping.wait(every):
+            try:
+                self.supervisor.check()
+                self._check_servers()
+            except Exception:  # noqa: BLE001 - the watcher must outlive one bad round
+                log.exception("watching the platform")
+
+    def _check_servers(self) -> None:
+        servers: list[tuple[str, RedisServer | PostgresServer | None]] = [
+            ("redis-server", self.servers.redis),
+            ("postgres", self.servers.postgres),
+        ]
+        now = time.monotonic()
+        for name, server in servers:
+            if server is None or server.proc is None:
+                continue
+            restarts = self._server_restarts.setdefault(name, Restarts())
+            if restarts.is_due(now):
+                server.auto_port = False  # the components know this port
+                try:
+                    server.start()
+                except ServerError as exc:
+                    delay = restarts.failed(time.monotonic())
+                    first = str(exc).splitlines()[0]
+                    self.notice(f"{name} did not start again ({first}); retrying in {delay:.1f}s")
+                    continue
+                restarts.restarted(time.monotonic())
+                self.notice(f"{name} is back on port {server.port}")
+            elif restarts.due is None and server.proc.poll() is not None:
+                delay = restarts.exited(now)
+                self.notice(
+                    f"{name} exited with {server.proc.returncode}; restarting on port "
+                    f"{server.port} in {delay:.1f}s (restart {restarts.count + 1})"
+                )
 
     def stop(self) -> None:
+        self._stopping.set()
+        if self._watcher is not None:
+            self._watcher.join()
+            self._watcher = None
         self.supervisor.stop()
         if self._recorded:
             forget_servers(self.data_dir)

@@ -26,7 +26,11 @@ class DataDirBusy(ServerError):
 
 
 def port_is_free(port: int) -> bool:
+    """Whether a server could listen on `port` now. With SO_REUSEADDR, as the servers
+    themselves bind (granian, uvicorn, redis-server and postgres all set it): connections
+    closed a moment ago linger in TIME-WAIT for up to a minute and must not count."""
     with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:

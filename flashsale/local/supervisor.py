@@ -1,13 +1,19 @@
-"""Run several `flashsale` commands as child processes and stop them together.
+"""Run several `flashsale` commands as child processes, restart those that exit, and stop
+them together.
 
 Each child runs in its own session, so a Ctrl-C in the terminal reaches only us and we
 stop the children in the order we choose (front door first, storage last). On Linux each
 child also asks the kernel for SIGTERM should we die without cleaning up, so a killed
-`flashsale up` leaves no orphans serving on its ports."""
+`flashsale up` leaves no orphans serving on its ports.
+
+A child that exits is started again after a pause (`Backoff`: 0.5 s, doubling up to 30 s,
+back to 0.5 s once it has stayed up for a minute); whatever it left in its process group
+(server workers, pool processes still holding the port) is killed first."""
 
 from __future__ import annotations
 
 import ctypes
+import logging
 import os
 import signal
 import subprocess
@@ -21,6 +27,9 @@ from typing import IO
 
 PR_SET_PDEATHSIG = 1
 LineSink = Callable[[str, str], None]  # (child name, line)
+Notice = Callable[[str], None]
+
+log = logging.getLogger(__name__)
 
 
 def _die_with_parent() -> None:
@@ -31,6 +40,51 @@ def _die_with_parent() -> None:
         pass
 
 
+@dataclass(frozen=True)
+class Backoff:
+    """Pause before a restart: `first`, doubling with each quick exit in a row, at most
+    `cap`; a process that stayed up `stable` seconds starts again from `first`."""
+
+    first: float = 0.5
+    cap: float = 30.0
+    stable: float = 60.0
+
+    def delay(self, quick_exits: int) -> float:
+        return min(self.cap, self.first * 2.0 ** max(0, quick_exits - 1))
+
+
+@dataclass
+class Restarts:
+    """When a process that exited is due to start again, and how often it was."""
+
+    backoff: Backoff = field(default_factory=Backoff)
+    count: int = 0
+    quick_exits: int = 0
+    started: float = field(default_factory=time.monotonic)
+    due: float | None = None
+
+    def exited(self, now: float) -> float:
+        """Schedule the restart; returns the pause."""
+        quick = now - self.started < self.backoff.stable
+        self.quick_exits = self.quick_exits + 1 if quick else 1
+        delay = self.backoff.delay(self.quick_exits)
+        self.due = now + delay
+        return delay
+
+    def failed(self, now: float) -> float:
+        """A restart that did not take: try again after a longer pause."""
+        self.started = now
+        return self.exited(now)
+
+    def is_due(self, now: float) -> bool:
+        return self.due is not None and now >= self.due
+
+    def restarted(self, now: float) -> None:
+        self.count += 1
+        self.started = now
+        self.due = None
+
+
 @dataclass
 class Child:
     name: str
@@ -38,60 +92,87 @@ class Child:
     proc: subprocess.Popen[bytes]
     pump: threading.Thread | None = None
     log: IO[bytes] | None = field(default=None, repr=False)
+    restarts: Restarts = field(default_factory=Restarts)
 
 
 class Supervisor:
-    """Children started with `start`, watched with `first_exit`, stopped with `stop`."""
+    """Children started with `start`, kept running with `check` (restarted when they
+    exit), stopped with `stop`."""
 
     def __init__(
-        self, env: dict[str, str], sink: LineSink | None = None, log_dir: Path | None = None
+        self,
+        env: dict[str, str],
+        sink: LineSink | None = None,
+        log_dir: Path | None = None,
+        notice: Notice | None = None,
+        backoff: Backoff | None = None,
     ) -> None:
         self.env = env
         self.sink = sink
         self.log_dir = log_dir
+        self.notice: Notice = notice or log.warning
+        self.backoff = backoff or Backoff()
         self.children: list[Child] = []
 
     def start(self, name: str, args: Sequence[str]) -> Child:
         """Run `flashsale <args>`; its output goes to the sink line by line, or to
         `<log_dir>/<name>.log`."""
-        argv = [sys.executable, "-m", "flashsale", *args]
-        log: IO[bytes] | None = None
+        log_file: IO[bytes] | None = None
         if self.sink is None:
             assert self.log_dir is not None
             self.log_dir.mkdir(parents=True, exist_ok=True)
-            log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - closed in stop()
-        proc = subprocess.Popen(
-            argv,
+            log_file = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - closed in stop()
+        child = Child(name, list(args), self._spawn(list(args), log_file), log=log_file)
+        child.restarts = Restarts(self.backoff)
+        self._pump_output(child)
+        self.children.append(child)
+        return child
+
+    def _spawn(self, args: list[str], log_file: IO[bytes] | None) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            [sys.executable, "-m", "flashsale", *args],
             env=self.env,
             stdin=subprocess.DEVNULL,
-            stdout=log or subprocess.PIPE,
+            stdout=log_file or subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=True,
             preexec_fn=_die_with_parent,
         )
-        child = Child(name, list(args), proc, log=log)
-        if self.sink is not None:
-            child.pump = threading.Thread(target=self._pump, args=(child,), daemon=True)
-            child.pump.start()
-        self.children.append(child)
-        return child
 
-    def _pump(self, child: Child) -> None:
-        assert child.proc.stdout is not None and self.sink is not None
-        for raw in child.proc.stdout:
-            self.sink(child.name, raw.decode(errors="replace").rstrip())
+    def _pump_output(self, child: Child) -> None:
+        if self.sink is not None:
+            child.pump = threading.Thread(
+                target=self._pump, args=(child.name, child.proc), daemon=True
+            )
+            child.pump.start()
+
+    def _pump(self, name: str, proc: subprocess.Popen[bytes]) -> None:
+        assert proc.stdout is not None and self.sink is not None
+        for raw in proc.stdout:
+            self.sink(name, raw.decode(errors="replace").rstrip())
 
     def exited(self) -> Child | None:
         """A child that is no longer running, if any."""
         return next((c for c in self.children if c.proc.poll() is not None), None)
 
-    def first_exit(self, stop: threading.Event, every: float = 0.2) -> Child | None:
-        """Block until `stop` is set (None) or a child exits (that child)."""
-        while not stop.wait(every):
-            child = self.exited()
-            if child:
-                return child
-        return None
+    def check(self) -> None:
+        """One round: schedule a restart for each child that exited, and restart those
+        whose pause is over. Called over and over by the platform's watcher."""
+        now = time.monotonic()
+        for child in self.children:
+            restarts = child.restarts
+            if restarts.is_due(now):
+                child.proc = self._spawn(child.args, child.log)
+                restarts.restarted(now)
+                self._pump_output(child)
+            elif restarts.due is None and child.proc.poll() is not None:
+                # Leftovers (server workers, pool processes) may still hold the port.
+                _signal_group(child.proc, signal.SIGKILL)
+                delay = restarts.exited(now)
+                self.notice(
+                    f"{child.name} exited with {child.proc.returncode}; "
+                    f"restarting in {delay:.1f}s (restart {restarts.count + 1})"
+                )
 
     def stop(self, timeout: float = 20.0) -> None:
         """SIGTERM each child's whole process group, newest first; SIGKILL what is still

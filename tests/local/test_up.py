@@ -48,9 +48,9 @@ def running(pid: int) -> bool:
 
 
 class Up:
-    def __init__(self, data_dir: Path, log: Path) -> None:
-        self.port = free_port()
-        self.env = local_env(data_dir)
+    def __init__(self, data_dir: Path, log: Path, port: int | None = None, **env: str) -> None:
+        self.port = port or free_port()
+        self.env = local_env(data_dir) | env
         self.log = log
         with open(log, "ab") as out:
             self.proc = subprocess.Popen(
@@ -158,3 +158,62 @@ def test_a_second_up_on_the_same_folder_is_refused(data_dir: Path) -> None:
         first.interrupt()
     finally:
         first.kill()
+
+
+def time_wait_on(port: int) -> int:
+    """Sockets on local port `port` in TIME-WAIT (state 06 in /proc/net/tcp)."""
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "06" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                count += 1
+    return count
+
+
+def test_operator_finds_the_servers_of_up_through_the_data_folder(data_dir: Path) -> None:
+    up = Up(data_dir, data_dir.parent / "up.log")
+    try:
+        wait_for(up.ready, timeout=120, every=0.3)
+        # With only the data folder, the operator gets past its settings to logging in to
+        # Kubernetes (there is none here, so it keeps trying).
+        operator_log = data_dir.parent / "operator.log"
+        with open(operator_log, "wb") as out:
+            operator = subprocess.Popen(
+                [FLASHSALE, "operator", "--liveness", ""],
+                env=up.env | {"KUBECONFIG": str(data_dir.parent / "no-kubeconfig")},
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        try:
+            wait_for(lambda: "login" in operator_log.read_text(), timeout=60)
+            assert operator.poll() is None, operator_log.read_text()
+        finally:
+            os.killpg(operator.pid, signal.SIGKILL)
+            operator.wait()
+        assert "FLASHSALE_REDIS_URL is not set" not in operator_log.read_text()
+        up.interrupt()
+    finally:
+        up.kill()
+
+
+def test_up_starts_again_at_once_on_the_same_port(data_dir: Path) -> None:
+    log = data_dir.parent / "up.log"
+    first = Up(data_dir, log)
+    try:
+        wait_for(first.ready, timeout=120, every=0.3)
+        # A connection the server closes first leaves TIME-WAIT on the API's port.
+        with httpx.Client(base_url=first.base, timeout=5) as client:
+            assert client.get("/healthz").status_code == 200
+            first.interrupt()
+        assert time_wait_on(first.port) > 0
+    finally:
+        first.kill()
+    second = Up(data_dir, log, port=first.port)
+    try:
+        wait_for(second.ready, timeout=120, every=0.3)
+        second.interrupt()
+    finally:
+        second.kill()
+    assert "is taken" not in log.read_text()
