@@ -183,7 +183,9 @@ def sale_status(sessions: sessionmaker[Session], stock: Stock, name: str) -> Sal
     remaining, reserved (in flight to SQL) and live units come from one atomic read of
     Redis, whose scripts move units between them in single steps, so they always add up
     to the total. SQL only splits live units into paid and pending payment (an order is
-    paid in SQL, never un-paid), and counts the expired ones."""
+    paid in SQL, never un-paid), and counts the expired ones. A sale Redis no longer has
+    (deleted, its orders kept) is read from SQL alone: its live units are SQL's, and
+    what no live order holds is what remains."""
     keys = SaleKeys(name)
     with sessions() as session:
         sale = session.get(Sale, name)
@@ -196,9 +198,10 @@ def sale_status(sessions: sessionmaker[Session], stock: Stock, name: str) -> Sal
     pipe.time()
     meta, remaining_raw, (secs, micros) = pipe.execute()
     in_redis = meta[5] is not None
-    live = int(meta[6] or 0)
+    total = int(meta[5]) if in_redis else sale.stock
+    live = int(meta[6] or 0) if in_redis else sale.live_units
     paid = units.get(OrderStatus.PAID, 0)
-    remaining = int(remaining_raw or 0)
+    remaining = int(remaining_raw or 0) if in_redis else total - live
     phase = sale_phase(
         now_ms=int(secs) * 1000 + int(micros) // 1000,
         starts_ms=epoch_ms(sale.starts_at),
@@ -214,9 +217,9 @@ def sale_status(sessions: sessionmaker[Session], stock: Stock, name: str) -> Sal
         starts_at=rfc3339(sale.starts_at) if sale.starts_at else None,
         ends_at=rfc3339(sale.ends_at) if sale.ends_at else None,
         stock=StockFigures(
-            total=int(meta[5]) if in_redis else sale.stock,
+            total=total,
             remaining=remaining,
-            reserved=int(meta[4] or 0),
+            reserved=int(meta[4] or 0) if in_redis else 0,
             pending_payment=max(0, live - paid),
             paid=min(paid, live),
             expired=int(units.get(OrderStatus.EXPIRED, 0)),

@@ -6,10 +6,14 @@ import re
 from datetime import datetime
 from typing import Any, Self
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 # Kubernetes object names (DNS-1123 subdomain); also safe inside Redis keys and URLs.
 SALE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+
+
+# What PostgreSQL's integer columns hold (stock, per-user limit, payment timeout).
+INT32_MAX = 2**31 - 1
 
 
 def is_valid_sale_name(name: str) -> bool:
@@ -36,15 +40,25 @@ class WorkerScale(_Spec):
 
 class SaleSpec(_Spec):
     sku: str = Field(min_length=1, max_length=255)
-    stock: int = Field(ge=0)
-    per_user_limit: int = Field(default=1, ge=1, alias="perUserLimit")
+    stock: int = Field(ge=0, le=INT32_MAX)
+    per_user_limit: int = Field(default=1, ge=1, le=INT32_MAX, alias="perUserLimit")
     starts_at: AwareDatetime | None = Field(default=None, alias="startsAt")
     ends_at: AwareDatetime | None = Field(default=None, alias="endsAt")
-    payment_timeout_seconds: int = Field(default=600, ge=1, alias="paymentTimeoutSeconds")
+    payment_timeout_seconds: int = Field(
+        default=600, ge=1, le=INT32_MAX, alias="paymentTimeoutSeconds"
+    )
     paused: bool = False
     rate_limit: RateLimit = Field(default_factory=RateLimit, alias="rateLimit")
     api: ApiScale = Field(default_factory=ApiScale)
     worker: WorkerScale = Field(default_factory=WorkerScale)
+
+    @field_validator("sku")
+    @classmethod
+    def _sku_is_printable(cls, sku: str) -> str:
+        # It reaches a SQL text column, Redis and every status line: no control characters.
+        if not sku.isprintable() or sku.isspace():
+            raise ValueError("must be printable characters, not only spaces")
+        return sku
 
     @model_validator(mode="after")
     def _window_is_ordered(self) -> Self:

@@ -35,6 +35,12 @@ def test_one_and_many_documents(tmp_path: Path) -> None:
     [
         ("{sku: A}", "spec.stock: Field required"),
         ("{sku: A, stock: -1}", "spec.stock: Input should be greater than or equal to 0 (got -1)"),
+        ("{sku: A, stock: 1000000000000}", "spec.stock: Input should be less than or equal to"),
+        (
+            "{sku: A, stock: 1, paymentTimeoutSeconds: 99999999999}",
+            "spec.paymentTimeoutSeconds: Input should be less than or equal to 2147483647",
+        ),
+        ('{sku: "A\\u0000", stock: 1}', "spec.sku: Value error, must be printable"),
         ("{sku: A, stock: 1, colour: red}", "spec.colour: Extra inputs are not permitted"),
         ("{sku: A, stock: 1, startsAt: tomorrow}", "spec.startsAt: Input should be a valid"),
         ("{sku: A, stock: 1, startsAt: '2030-01-01T09:00:00'}", "spec.startsAt:"),

@@ -168,6 +168,7 @@ def test_spec_fields_match_the_sale_model() -> None:
             else:
                 assert ours.get("minimum") == theirs.get("minimum"), f"{path} minimum"
                 assert "exclusiveMinimum" not in ours, path
+            assert ours.get("maximum") == theirs.get("maximum"), f"{path} maximum"
 
     compare(SPEC_SCHEMA, model, "spec")
 
@@ -207,6 +208,15 @@ def test_examples_are_valid_sales(path: Any) -> None:
         ),
         ({"sku": "TV", "stock": 10, "api": {"replicas": -1}}, "less than the minimum of 0"),
         ({"sku": "TV", "stock": 10, "paused": "maybe"}, "is not of type 'boolean'"),
+        # What PostgreSQL's integer columns cannot hold is refused before anything is written.
+        ({"sku": "TV", "stock": 10**12}, "greater than the maximum of 2147483647"),
+        (
+            {"sku": "TV", "stock": 10, "paymentTimeoutSeconds": 99999999999},
+            "greater than the maximum of 2147483647",
+        ),
+        ({"sku": "TV", "stock": 10, "perUserLimit": 2**31}, "greater than the maximum"),
+        ({"sku": "TV\x00", "stock": 10}, "does not match"),
+        ({"sku": "line\nbreak", "stock": 10}, "does not match"),
     ],
 )
 def test_broken_specs_are_refused_by_the_crd_and_the_model(
