@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 from flashsale.api.errors import install_error_handlers
 from flashsale.api.fastpath import ReservationFastPath
+from flashsale.api.guard import RequestGuard
 from flashsale.api.limits import BodySizeLimit
 from flashsale.api.metrics import LatencyMiddleware
 from flashsale.api.routes import health, orders, reservations, sales
@@ -17,10 +18,14 @@ from flashsale.api.services import Services
 from flashsale.settings import Settings, get_settings
 
 
-def create_app(settings: Settings | None = None) -> ReservationFastPath:
-    """The application, behind the reservation fast path (see flashsale/api/fastpath.py)."""
+def create_app(settings: Settings | None = None) -> RequestGuard:
+    """The application, behind the reservation fast path (see flashsale/api/fastpath.py),
+    behind the guard that answers bodies the server could not read (flashsale/api/guard.py)."""
     settings = settings or get_settings()
-    return ReservationFastPath(create_api(settings), settings.max_body_bytes)
+    return RequestGuard(
+        ReservationFastPath(create_api(settings), settings.max_body_bytes),
+        settings.body_timeout_seconds,
+    )
 
 
 def create_api(settings: Settings | None = None) -> FastAPI:
