@@ -30,7 +30,9 @@ def _signed(header: dict[str, object], claims: dict[str, object]) -> str:
 NOW = int(time.time())
 BAD_TOKENS = {
     "expired": jwt.encode({"sub": "u", "exp": NOW - 10}, JWT_SECRET, "HS256"),
-    "not_yet_valid": jwt.encode({"sub": "u", "nbf": NOW + 3600}, JWT_SECRET, "HS256"),
+    "not_yet_valid": jwt.encode(
+        {"sub": "u", "nbf": NOW + 3600, "exp": NOW + 7200}, JWT_SECRET, "HS256"
+    ),
     "wrong_secret": jwt.encode({"sub": "u", "exp": NOW + 60}, "another-secret-" * 3, "HS256"),
     "alg_none": _b64({"alg": "none", "typ": "JWT"}) + "." + _b64({"sub": "u"}) + ".",
     "hs512": jwt.encode({"sub": "u", "exp": NOW + 60}, JWT_SECRET, "HS512"),
