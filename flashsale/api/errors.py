@@ -106,6 +106,13 @@ def install_error_handlers(app: FastAPI) -> None:
             503, "unavailable", "a backing service is unavailable, retry", {"Retry-After": "1"}
         )
 
+    @app.exception_handler(Exception)
+    async def _internal(_: Request, exc: Exception) -> Response:
+        # A bug, not a state the contract knows: still answered in JSON (the server logs
+        # the traceback), never as the framework's plain-text page.
+        log.error("internal error: %r", exc)
+        return error_response(500, "internal", "internal error")
+
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> Response:
         if exc.status_code == 400:  # FastAPI could not even parse the body: a bad body
