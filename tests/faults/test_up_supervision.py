@@ -193,3 +193,21 @@ def test_killed_redis_and_postgres_come_back_on_their_ports_with_their_data(up: 
     REPORT.append(
         {"scenario": "flashsale up: its redis-server and postgres killed", "back_after": restarted}
     )
+
+
+def test_killed_api_is_restarted_on_its_port(up: Up) -> None:
+    api = child(up, "api")
+    assert api is not None
+    os.kill(api, signal.SIGKILL)  # its server workers stay behind, holding the port
+    killed = time.monotonic()
+    wait_for(lambda: child(up, "api") not in (None, api), timeout=30, every=0.05)
+    wait_for(up.ready, timeout=60, every=0.1)
+    REPORT.append(
+        {
+            "scenario": "flashsale up: API main process killed",
+            "ready_after": round(time.monotonic() - killed, 2),
+        }
+    )
+    assert "api exited with -9; restarting in" in log_text(up)
+    assert buy(up, [f"a-after-{i}" for i in range(10)]) == [202] * 10
+    wait_for(lambda: all_persisted(up), timeout=60, every=0.5)
