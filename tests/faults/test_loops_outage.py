@@ -21,7 +21,7 @@ from flashsale.runs import RunFigures, read_runs
 from flashsale.stock import Outcome, Stock
 from flashsale.worker.message import persist_args
 from tests.conftest import Process, wait_for
-from tests.faults.conftest import QUEUE, Stack
+from tests.faults.conftest import QUEUE, REPORT, Stack
 
 FROZEN_SECONDS = 6.0
 DOWN_SECONDS = 3.0
@@ -94,16 +94,28 @@ def test_sweep_loop_rides_out_a_frozen_and_a_restarted_redis(stack: Stack) -> No
 
     with frozen(stack, FROZEN_SECONDS):
         pass
+    thaw = time.monotonic()
     stock = fresh_stock(stack)
     thawed = reserve(stock, sale, "after-freeze")
     wait_for(lambda: thawed in queued(stock.client, sale), timeout=30)
+    after_thaw = time.monotonic() - thaw
     assert alive(sweeper), sweeper.output()
 
     back_ms = restart_redis(stack, DOWN_SECONDS)
+    back = time.monotonic()
     stock = fresh_stock(stack)
     restarted = reserve(stock, sale, "after-restart")
     wait_for(lambda: restarted in queued(stock.client, sale), timeout=30)
+    after_restart = time.monotonic() - back
     assert alive(sweeper), sweeper.output()
+    REPORT.append(
+        {
+            "scenario": "sweep --every 0.5: Redis frozen, then stopped and restarted",
+            "faults": stack.faults,
+            "republished_after_thaw": round(after_thaw, 2),
+            "republished_after_restart": round(after_restart, 2),
+        }
+    )
 
     figures = wait_for(lambda: (f := runs(stack, "sweeper")).last_ok_ms > back_ms and f)
     assert figures.failures >= 2, figures  # at least one run in each outage
@@ -150,7 +162,9 @@ def test_reap_loop_rides_out_postgres_and_redis_outages(stack: Stack) -> None:
     stack.postgres.auto_port = False
     stack.postgres.start()
     after_db = due_order(stack, stack.stock, sale, "after-db")
+    db_back = time.monotonic()
     wait_for(lambda: reaped(stack, stack.stock, sale, after_db), timeout=30)
+    after_db_seconds = time.monotonic() - db_back
     assert alive(reaper), reaper.output()
 
     # Due while Redis is frozen: expired in SQL, its units returned once Redis answers.
@@ -161,7 +175,16 @@ def test_reap_loop_rides_out_postgres_and_redis_outages(stack: Stack) -> None:
     thawed_ms = int(time.time() * 1000)
     stock = fresh_stock(stack)
     wait_for(lambda: reaped(stack, stock, sale, pending), timeout=30)
+    after_thaw = time.time() - thawed_ms / 1000
     assert alive(reaper), reaper.output()
+    REPORT.append(
+        {
+            "scenario": "reap --every 0.5: PostgreSQL stopped and started, then Redis frozen",
+            "faults": stack.faults,
+            "reaped_after_database_back": round(after_db_seconds, 2),
+            "returned_after_thaw": round(after_thaw, 2),
+        }
+    )
 
     figures = wait_for(lambda: (f := runs(stack, "reaper")).last_ok_ms > thawed_ms and f)
     assert figures.failures >= 2, figures  # PostgreSQL down, then Redis frozen
