@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import gc
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from redis.exceptions import RedisError
 
 from flashsale.api.errors import install_error_handlers
 from flashsale.api.fastpath import ReservationFastPath
@@ -16,6 +18,8 @@ from flashsale.api.metrics import LatencyMiddleware
 from flashsale.api.routes import health, orders, reservations, sales
 from flashsale.api.services import Services
 from flashsale.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings | None = None) -> RequestGuard:
@@ -35,6 +39,10 @@ def create_api(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.services = Services.build(settings)
+        try:  # every reservation call then carries a deadline, the first ones too
+            await app.state.services.fast_stock.sync_clock()
+        except RedisError as exc:  # learnt from the first answer instead
+            log.warning("Redis clock not read at start-up: %s", exc)
         # Everything alive now lives as long as the process: keep the cyclic garbage
         # collector from walking it again on every full collection under load.
         gc.collect()

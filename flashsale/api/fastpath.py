@@ -122,8 +122,7 @@ class ReservationFastPath:
             user = services.verifier.user_of(authorization)
             accepted = await admit(services, match.group(1), user, quantity, idempotency_key)
         except ApiError as exc:
-            error = orjson.dumps({"error": exc.code, "detail": exc.detail})
-            await _answer(send, exc.status, error, exc.headers)
+            await _answer(send, exc.status, exc.body(), exc.headers)
             observe_request("POST", ROUTE_TEMPLATE, exc.status, time.perf_counter() - started)
             return
         except Exception:
