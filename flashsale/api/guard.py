@@ -45,8 +45,9 @@ import time
 from collections.abc import Awaitable
 from typing import Any
 
-import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from flashsale.api.errors import error_body
 
 log = logging.getLogger(__name__)
 
@@ -205,7 +206,7 @@ class _GuardedRequest:
         if self.started:
             return  # the application's answer has begun: it stands, unfinished
         self.answered = True
-        body = orjson.dumps({"error": code, "detail": detail})
+        body = error_body(code, detail)
         try:
             await self._send(
                 {
