@@ -50,7 +50,12 @@ class Settings(BaseSettings):
     reap_batch_size: int = Field(default=500, ge=1)
     publish_timeout_seconds: float = Field(default=0.5, gt=0)
     max_body_bytes: int = Field(default=4096, ge=64)
-    max_token_bytes: int = Field(default=4096, ge=64)
+    max_token_bytes: int = Field(
+        default=8192,
+        ge=64,
+        description="Largest bearer token taken. A 255-character user id of emoji takes "
+        "about 4,200 bytes once PyJWT has escaped it.",
+    )
     token_cache_size: int = Field(default=65536, ge=0)
     max_token_lifetime_seconds: int = Field(
         default=0,

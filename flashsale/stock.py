@@ -321,6 +321,8 @@ class AsyncStock:
                 if isinstance(reply, Exception):
                     raise reply
                 answered.append((call, parse_answers(reply, len(call.encoded))))
+                if self._on_call is not None:  # counted once it ran, not when re-sent
+                    self._on_call(len(call.encoded))
             except redis.RedisError as exc:
                 call.fail(exc)
         if self._publish is not None and answered:
@@ -389,8 +391,6 @@ class AsyncStock:
                 packed.append(
                     _pack_call(sha, call.sale, call.encoded, self._queue, template, deadline)
                 )
-                if self._on_call is not None:
-                    self._on_call(len(call.encoded))
             # One deadline for the whole batch rather than one per reply.
             async with asyncio.timeout(timeout):
                 await conn.send_packed_command(b"".join(packed), check_health=False)

@@ -79,6 +79,20 @@ async def test_mixed_answers_in_one_batch(platform: Platform, fast_stock: AsyncS
     assert results[0].order_id == order
 
 
+async def test_a_call_sent_again_after_noscript_is_counted_once(platform: Platform) -> None:
+    sale = platform.sale(stock=10, perUserLimit=10)
+    client = redis.asyncio.Redis.from_url(platform.redis_url)
+    counted: list[int] = []
+    stock = AsyncStock(client, on_call=counted.append)
+    try:
+        platform.stock.client.script_flush()
+        result = await stock.reserve(sale, "cy", 1, str(uuid.uuid4()))
+    finally:
+        await client.aclose()
+    assert result.outcome is Outcome.ACCEPTED
+    assert counted == [1]
+
+
 async def test_script_cache_flushed_mid_sale(platform: Platform, fast_stock: AsyncStock) -> None:
     sale = platform.sale(stock=10, perUserLimit=10)
     assert (await fast_stock.reserve(sale, "bo", 1, str(uuid.uuid4()))).outcome is Outcome.ACCEPTED

@@ -50,7 +50,9 @@ def create_api(settings: Settings | None = None) -> FastAPI:
         yield
         await app.state.services.close()
 
-    app = FastAPI(title="FlashSale", version="0.1.0", lifespan=lifespan)
+    # No redirect for a trailing slash: Starlette builds its Location from the Host
+    # header, which the client chooses; such a path is simply not found.
+    app = FastAPI(title="FlashSale", version="0.1.0", lifespan=lifespan, redirect_slashes=False)
     install_error_handlers(app)
     for module in (reservations, orders, sales, health):
         app.include_router(module.router)

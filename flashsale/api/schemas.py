@@ -37,11 +37,16 @@ class ReservationRequest(BaseModel):
     )
 
 
+OrderStatusText = Literal["reserved", "pending_payment", "paid", "expired", "rejected"]
+
+
 class ReservationOut(BaseModel):
     order_id: str
     sale: str
     quantity: int
-    status: Literal["reserved"]
+    # `reserved` for a new order; a replay of an Idempotency-Key answers the same order as
+    # it stands now (paid, say).
+    status: OrderStatusText
     expires_at: Timestamp
     payment_url: str
 
@@ -50,7 +55,7 @@ class OrderOut(BaseModel):
     order_id: str
     sale: str
     quantity: int
-    status: Literal["reserved", "pending_payment", "paid", "expired", "rejected"]
+    status: OrderStatusText
     expires_at: Timestamp
 
 

@@ -149,3 +149,28 @@ async def test_unknown_route_and_method(client: httpx.AsyncClient) -> None:
     assert (await client.get("/v1/nothing")).json()["error"] == "not_found"
     r = await client.delete("/v1/sales/x")
     assert r.status_code == 405 and r.json()["error"] == "method_not_allowed"
+
+
+async def test_a_trailing_slash_is_not_found_and_never_redirected(
+    platform: Platform, client: httpx.AsyncClient
+) -> None:
+    """Starlette would redirect to the path without the slash, building the Location from
+    the Host header the client chose."""
+    sale = platform.sale(stock=3)
+    answer = await client.post(
+        f"/v1/sales/{sale}/reservations/",
+        headers=auth("slash") | {"Host": "evil.example"},
+    )
+    assert answer.status_code == 404
+    assert "location" not in answer.headers
+    assert answer.json()["error"] == "not_found"
+    assert platform.remaining(sale) == 3
+
+
+async def test_a_long_user_id_of_emoji_can_buy_with_a_token_the_product_issues(
+    platform: Platform, client: httpx.AsyncClient
+) -> None:
+    sale = platform.sale(stock=3)
+    user = "\U0001f600" * 255  # the longest valid id, escaped by the token issuer
+    answer = await client.post(f"/v1/sales/{sale}/reservations", headers=auth(user))
+    assert answer.status_code == 202, answer.text
