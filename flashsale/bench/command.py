@@ -40,7 +40,8 @@ def bench(
 ) -> None:
     """Benchmark the reservation path against the SQL row-lock design and the framework
     and Redis ceilings, in one run, on this machine."""
-    from flashsale.bench.runner import Options, run_benchmark
+    from flashsale.bench.run import Options
+    from flashsale.bench.runner import run_benchmark
     from flashsale.bench.wrk import ToolMissing
 
     options = Options.quick_run(out) if quick else Options(out_dir=out)
