@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from redis.exceptions import RedisError
 
+from flashsale.api.docs import documented_app
 from flashsale.api.errors import install_error_handlers
 from flashsale.api.fastpath import ReservationFastPath
 from flashsale.api.guard import RequestGuard
@@ -52,7 +53,9 @@ def create_api(settings: Settings | None = None) -> FastAPI:
 
     # No redirect for a trailing slash: Starlette builds its Location from the Host
     # header, which the client chooses; such a path is simply not found.
-    app = FastAPI(title="FlashSale", version="0.1.0", lifespan=lifespan, redirect_slashes=False)
+    app = documented_app(
+        title="FlashSale", version="0.1.0", lifespan=lifespan, redirect_slashes=False
+    )
     install_error_handlers(app)
     for module in (reservations, orders, sales, health):
         app.include_router(module.router)
