@@ -7,14 +7,12 @@ from typing import Any
 from flashsale.bench.invariants import Check
 from flashsale.bench.processes import baseline_server
 from flashsale.bench.run import Run
-from flashsale.bench.serve_baseline import baseline_on_path
 from flashsale.bench.wrk import Load, WrkResult
 
 
 def sql_baseline(run: Run, server: str, synchronous_commit: str) -> dict[str, Any]:
     """The classic row-lock design on the same PostgreSQL, same server and workers."""
-    baseline_on_path()
-    import sql_baseline as baseline  # type: ignore[import-not-found]  # bench/, a script dir
+    from flashsale.bench import sql_baseline as baseline
 
     p, o = run.platform, run.options
     env = p.env(

@@ -53,7 +53,7 @@ def run_benchmark(options: Options, log: Callable[[str], None] = print) -> Path:
                 "servers": list(options.servers),
                 "default_server": server,
                 "users": options.users,
-                "load_generator": "wrk, bench/wrk/flashsale.lua",
+                "load_generator": "wrk, flashsale/bench/wrk.lua",
             },
             "load_average_at_start": load_average(),
         }

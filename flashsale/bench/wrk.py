@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib.resources
 import json
 import os
 import resource
@@ -14,7 +15,8 @@ from typing import Any
 
 from flashsale.api.auth import issue_token
 
-WRK_SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "wrk" / "flashsale.lua"
+# The wrk script that sends the benchmark's requests, shipped as package data.
+WRK_SCRIPT = importlib.resources.files("flashsale.bench") / "wrk.lua"
 
 
 class ToolMissing(RuntimeError):
@@ -127,22 +129,23 @@ def run_wrk(load: Load, nonce: str) -> WrkResult:
         env["BENCH_IDEM"] = "1"
     threads = min(load.threads, load.connections)
     env["BENCH_THREADS"] = str(threads)
-    cmd = [
-        find_wrk(),
-        f"-t{threads}",
-        f"-c{load.connections}",
-        f"-d{max(1, round(load.seconds))}s",
-        "--timeout",
-        "10s",
-        "--latency",
-        "-s",
-        str(WRK_SCRIPT),
-        load.url,
-    ]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    done = subprocess.run(
-        cmd, env=env, capture_output=True, text=True, timeout=load.seconds + 60, check=False
-    )
+    with importlib.resources.as_file(WRK_SCRIPT) as script:
+        cmd = [
+            find_wrk(),
+            f"-t{threads}",
+            f"-c{load.connections}",
+            f"-d{max(1, round(load.seconds))}s",
+            "--timeout",
+            "10s",
+            "--latency",
+            "-s",
+            str(script),
+            load.url,
+        ]
+        done = subprocess.run(
+            cmd, env=env, capture_output=True, text=True, timeout=load.seconds + 60, check=False
+        )
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
         raise RuntimeError(f"wrk failed ({done.returncode}): {done.stderr[-2000:]}")

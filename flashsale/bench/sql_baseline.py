@@ -3,8 +3,8 @@
 Stock lives in a PostgreSQL row and every purchase takes that row's lock:
 `SELECT ... FOR UPDATE`, check, `UPDATE`, `INSERT` the order, commit, then answer.
 Same framework, same JWT check, same body model and the same ASGI server and workers as
-the FlashSale API (served by `flashsale.api.server.serve`), on the same PostgreSQL, so
-the only difference measured is where the decision is taken."""
+the FlashSale API (served by `flashsale.api.server.serve`, see `serve_baseline.py`), on
+the same PostgreSQL, so the only difference measured is where the decision is taken."""
 
 from __future__ import annotations
 
