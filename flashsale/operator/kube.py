@@ -1,25 +1,39 @@
-"""A small Kubernetes API client for what kopf does not do for us: listing FlashSales for
-scaling, and reading and merge-patching Deployments' replicas.
+"""The operator's Kubernetes client, for what kopf does not do for us: listing FlashSales for
+scaling, and reading and patching Deployments' replicas.
 
-It uses the credentials kopf logged in with (service account in a pod, kubeconfig outside),
-so the operator has one identity and one set of RBAC rules."""
+Built on `kubernetes_asyncio`, chosen over the other maintained clients because:
+
+- it is async on aiohttp, the transport kopf already runs on, so the scaling loop shares
+  kopf's event loop with no threads and no second HTTP stack (the sync `kubernetes`
+  package needs a thread per call; `kr8s` brings httpx, anyio and cryptography besides);
+- kopf logs in through it (`kopf.login_via_async_client`), so kopf and this client load one
+  set of credentials, with one loader: the service account in a pod (its token re-read as
+  it rotates), else the kubeconfig (certificate and CA data, exec plugins, contexts);
+- it is generated from the Kubernetes OpenAPI spec for each release and ships type stubs;
+- its cost: about 25 MB installed (the generated models) and four small pure-Python
+  packages; the sync `kubernetes` package weighs about 75 MB.
+
+One identity, one set of RBAC rules: the login handler below is kopf's, and this client is
+built from the configuration that login loaded."""
 
 from __future__ import annotations
 
-import base64
-import logging
-import ssl
-import tempfile
-from collections.abc import Callable
+import dataclasses
+import os
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import kopf
-
-log = logging.getLogger(__name__)
+from kubernetes_asyncio import client, config
 
 GROUP, VERSION, PLURAL = "flashsale.dev", "v1alpha1", "flashsales"
+USER_AGENT = "flashsale-operator"
+MERGE_PATCH = "application/merge-patch+json"
+SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+
+T = TypeVar("T")
 
 
 class KubeError(RuntimeError):
@@ -28,111 +42,113 @@ class KubeError(RuntimeError):
         self.status = status
 
 
-def _pem_file(folder: Path, name: str, data: str | bytes) -> str:
-    """kubeconfig `*-data` fields are base64 PEM; ssl wants files."""
-    path = folder / name
-    path.write_bytes(base64.b64decode(data))
-    path.chmod(0o600)
-    return str(path)
-
-
-def ssl_context(info: kopf.ConnectionInfo) -> ssl.SSLContext | bool:
-    if info.insecure:
-        return False
-    if not (info.ca_path or info.ca_data or info.certificate_path or info.certificate_data):
-        return True  # system trust store, no client certificate
-    folder = Path(tempfile.mkdtemp(prefix="flashsale-kube-"))
-    ca = info.ca_path or (_pem_file(folder, "ca.pem", info.ca_data) if info.ca_data else None)
-    context = ssl.create_default_context(cafile=ca)
-    cert = info.certificate_path or (
-        _pem_file(folder, "cert.pem", info.certificate_data) if info.certificate_data else None
-    )
-    key = info.private_key_path or (
-        _pem_file(folder, "key.pem", info.private_key_data) if info.private_key_data else None
-    )
-    if cert:
-        context.load_cert_chain(cert, key)
-    return context
+def home_namespace() -> str:
+    """The operator's own namespace: its service account's in a pod, else the kubeconfig
+    context's, else `default` (kopf's own logins read it the same way; the client library
+    has no such notion)."""
+    if os.environ.get("KUBERNETES_SERVICE_HOST") and SERVICE_ACCOUNT_NAMESPACE.is_file():
+        return SERVICE_ACCOUNT_NAMESPACE.read_text().strip() or "default"
+    try:
+        _, current = config.list_kube_config_contexts()
+    except (config.ConfigException, OSError):
+        return "default"
+    return str(((current or {}).get("context") or {}).get("namespace") or "default")
 
 
 class KubeClient:
-    """Talks to the API server with the credentials of the last kopf login."""
+    """Talks to the API server with the credentials of the last kopf login; every request
+    is bounded by `timeout` seconds (FLASHSALE_OPERATOR_REQUEST_TIMEOUT_SECONDS)."""
 
     def __init__(self, timeout: float) -> None:
-        self.timeout = aiohttp.ClientTimeout(total=timeout)
-        self.info: kopf.ConnectionInfo | None = None
-        self.relogin: Callable[[], kopf.ConnectionInfo | None] | None = None
-        self._session: aiohttp.ClientSession | None = None
-        self._ssl: ssl.SSLContext | bool = True
-
-    def use(self, info: kopf.ConnectionInfo) -> None:
-        self.info = info
-        self._ssl = ssl_context(info)
+        self.timeout = timeout
+        self.default_namespace = "default"
+        self._api: client.ApiClient | None = None
+        self._relogin: Callable[[], Awaitable[kopf.ConnectionInfo | None]] | None = None
 
     @property
-    def default_namespace(self) -> str:
-        return (self.info.default_namespace if self.info else None) or "default"
+    def logged_in(self) -> bool:
+        return self._api is not None
 
-    def _headers(self, content_type: str | None = None) -> dict[str, str]:
-        headers = {"Accept": "application/json"}
-        if content_type:
-            headers["Content-Type"] = content_type
-        info = self.info
-        if info and info.token:
-            headers["Authorization"] = f"{info.scheme or 'Bearer'} {info.token}"
-        elif info and info.username and info.password:
-            pair = f"{info.username}:{info.password}".encode()
-            headers["Authorization"] = "Basic " + base64.b64encode(pair).decode()
-        return headers
+    async def login(self, **kwargs: Any) -> kopf.ConnectionInfo | None:
+        """kopf's login handler: load the credentials, hand them to kopf and to this client.
+        kopf calls it at start and again when the API server refuses a token."""
+        info = await kopf.login_via_async_client(**kwargs)
+        if info is None:
+            return None
+        self.default_namespace = home_namespace()
+        # The library keeps what it loaded as its default configuration; take a copy.
+        await self._connect(client.Configuration.get_default_copy())
+        self._relogin = lambda: self.login(**kwargs)
+        return dataclasses.replace(info, default_namespace=self.default_namespace)
 
-    async def request(self, method: str, path: str, body: Any = None) -> Any:
-        if self.info is None or not self.info.server:
-            raise KubeError(0, "not logged in yet")
-        if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=self.timeout)
+    async def _connect(self, configuration: client.Configuration) -> None:
+        previous, self._api = self._api, client.ApiClient(configuration)
+        self._api.user_agent = USER_AGENT
+        if previous is not None:
+            # A request still on the old connection pool fails and its round is retried.
+            await previous.close()
+
+    async def _call(self, request: Callable[[client.ApiClient], Awaitable[T]]) -> T:
         for attempt in range(2):
-            content_type = "application/merge-patch+json" if method == "PATCH" else None
-            async with self._session.request(
-                method,
-                self.info.server.rstrip("/") + path,
-                json=body,
-                headers=self._headers(content_type),
-                ssl=self._ssl,
-            ) as response:
-                if response.status == 401 and attempt == 0 and self.relogin:
+            if self._api is None:
+                raise KubeError(0, "not logged in yet")
+            try:
+                return await request(self._api)
+            except client.ApiException as exc:
+                if exc.status == 401 and attempt == 0 and self._relogin is not None:
                     # Tokens rotate (projected service account tokens): log in again, once.
-                    fresh = self.relogin()
-                    if fresh is not None:
-                        self.use(fresh)
+                    if await self._relogin() is not None:
                         continue
-                if response.status >= 400:
-                    raise KubeError(response.status, (await response.text())[:500])
-                return await response.json(content_type=None)
+                body = exc.body.decode(errors="replace") if isinstance(exc.body, bytes) else ""
+                raise KubeError(int(exc.status or 0), (body or str(exc.reason))[:500]) from exc
+            except aiohttp.ClientError as exc:
+                raise KubeError(0, f"{type(exc).__name__}: {exc}") from exc
         raise KubeError(401, "unauthorized after logging in again")
 
     async def list_sales(self, namespace: str | None) -> list[dict[str, Any]]:
-        where = f"/namespaces/{namespace}" if namespace else ""
-        found = await self.request("GET", f"/apis/{GROUP}/{VERSION}{where}/{PLURAL}")
+        def request(api: client.ApiClient) -> Awaitable[Any]:
+            objects = client.CustomObjectsApi(api)
+            if namespace:
+                return objects.list_namespaced_custom_object(
+                    GROUP, VERSION, namespace, PLURAL, _request_timeout=self.timeout
+                )
+            return objects.list_cluster_custom_object(
+                GROUP, VERSION, PLURAL, _request_timeout=self.timeout
+            )
+
+        found = await self._call(request)
         return list(found.get("items") or [])
 
     async def deployment_replicas(self, namespace: str, name: str) -> int | None:
         """The Deployment's spec.replicas, or None when there is no such Deployment."""
         try:
-            body = await self.request(
-                "GET", f"/apis/apps/v1/namespaces/{namespace}/deployments/{name}"
+            deployment = await self._call(
+                lambda api: client.AppsV1Api(api).read_namespaced_deployment(
+                    name, namespace, _request_timeout=self.timeout
+                )
             )
         except KubeError as exc:
             if exc.status == 404:
                 return None
             raise
-        return int((body.get("spec") or {}).get("replicas", 1))
+        spec = deployment.spec
+        return 1 if spec is None or spec.replicas is None else int(spec.replicas)
 
     async def patch_deployment(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
-        await self.request(
-            "PATCH", f"/apis/apps/v1/namespaces/{namespace}/deployments/{name}", patch
+        """Apply `patch` as a JSON merge patch (RFC 7386)."""
+        await self._call(
+            lambda api: client.AppsV1Api(api).patch_namespaced_deployment(
+                name,
+                namespace,
+                patch,
+                _request_timeout=self.timeout,
+                # Documented in the generated method, absent from its stub. Left out, a dict
+                # would go as a strategic merge patch.
+                _content_type=MERGE_PATCH,  # type: ignore[call-arg]
+            )
         )
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        if self._api is not None:
+            await self._api.close()
+            self._api = None

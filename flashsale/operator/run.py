@@ -63,15 +63,9 @@ def build_registry(op: OperatorContext) -> kopf.OperatorRegistry:
     tasks: list[asyncio.Task[None]] = []
 
     @kopf.on.login(registry=registry)
-    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
-        def fetch() -> kopf.ConnectionInfo | None:
-            return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
-
-        info = fetch()
-        if info is not None:
-            op.kube.use(info)
-            op.kube.relogin = fetch
-        return info
+    async def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        # kopf and the operator's own client log in once, with the same credentials.
+        return await op.kube.login(**kwargs)
 
     @kopf.on.startup(registry=registry)
     async def startup(settings: kopf.OperatorSettings, logger: kopf.Logger, **_: Any) -> None:

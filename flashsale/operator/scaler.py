@@ -58,7 +58,7 @@ class Scaler:
     async def reconcile(self) -> Replicas | None:
         op = self.op
         settings = op.settings
-        if op.kube.info is None:
+        if not op.kube.logged_in:
             return None  # kopf has not logged in yet; the next round will do
         specs = live_specs(await op.kube.list_sales(op.watch_namespace))
         now = datetime.now(UTC)

@@ -170,7 +170,7 @@ GRANTED: dict[tuple[str, str, str | None], set[str]] = {
 
 def operator_requests(emulator: ClusterEmulator) -> dict[tuple[str, str, str | None], set[str]]:
     """(group, plural, subresource) -> verbs the operator used: every resource request
-    not sent by the tests themselves (they use httpx; kopf and the operator aiohttp)."""
+    not sent by the tests themselves (they use httpx; kopf and the operator's client aiohttp)."""
     used: dict[tuple[str, str, str | None], set[str]] = {}
     for request in list(emulator):  # iterating a kmock handler yields its requests
         if request.resource is None or request.resource.plural is None or not request.action:
@@ -265,11 +265,21 @@ def operator_broker(platform: Platform) -> str:
 
 
 def deployment(name: str, namespace: str, replicas: int) -> dict[str, Any]:
+    """A Deployment as the API server holds it: the client reads it into its typed model,
+    which wants a selector and a pod template."""
+    labels = {"app.kubernetes.io/name": name}
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {"replicas": replicas},
+        "metadata": {"name": name, "namespace": namespace, "labels": labels},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {"containers": [{"name": name, "image": "flashsale:test"}]},
+            },
+        },
     }
 
 
