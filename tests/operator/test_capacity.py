@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
-from flashsale.operator.scaler import live_specs
-from flashsale.operator.scaling import (
+from flashsale.operator.capacity import (
     Replicas,
     desired_replicas,
     holds_capacity,
+    live_specs,
     replicas_patch,
     worker_rate,
 )

@@ -1,4 +1,6 @@
-"""How many API and worker replicas the sales ask for: pure functions of specs and the clock.
+"""The capacity the sales ask for: how many API and worker replicas, and how fast each
+worker persists orders. Pure functions of the specs and the clock; `scaling_loop` applies
+what they return.
 
 A sale holds its capacity from `lead` before `startsAt` until `endsAt` (for ever when
 open-ended), paused or sold out included: a pause is short, and units come back to a sold-out
@@ -6,10 +8,12 @@ sale when unpaid orders expire. With no sale in its window, the baseline applies
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
+
+from pydantic import ValidationError
 
 from flashsale.spec import SaleSpec
 
@@ -18,6 +22,20 @@ from flashsale.spec import SaleSpec
 class Replicas:
     api: int
     worker: int
+
+
+def live_specs(items: Iterable[Mapping[str, Any]]) -> list[SaleSpec]:
+    """Specs of the listed FlashSales not being deleted; a spec that does not parse asks for
+    nothing."""
+    specs = []
+    for item in items:
+        if (item.get("metadata") or {}).get("deletionTimestamp"):
+            continue
+        try:
+            specs.append(SaleSpec.model_validate(item.get("spec") or {}))
+        except ValidationError:
+            continue
+    return specs
 
 
 def holds_capacity(spec: SaleSpec, now: datetime, lead: timedelta) -> bool:

@@ -1,5 +1,6 @@
 """The scaling loop: every refresh (and at once when a sale changes), read all FlashSales,
-size the API and worker Deployments for them, and set the workers' pace.
+size the API and worker Deployments for them (the figures come from `capacity`), and set
+the workers' pace (written by `pace`).
 
 It reads the sales from the API server rather than from memory, so a freshly started
 operator never scales an active sale's Deployments down before it has seen that sale."""
@@ -8,33 +9,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import redis
-from pydantic import ValidationError
 
+from flashsale.operator.capacity import (
+    Replicas,
+    desired_replicas,
+    live_specs,
+    replicas_patch,
+    worker_rate,
+)
 from flashsale.operator.context import BACKEND_ERRORS, OperatorContext
 from flashsale.operator.kube import KubeError
 from flashsale.operator.pace import PaceSetter
-from flashsale.operator.scaling import Replicas, desired_replicas, replicas_patch, worker_rate
-from flashsale.spec import SaleSpec
 
 log = logging.getLogger(__name__)
-
-
-def live_specs(items: Iterable[Mapping[str, Any]]) -> list[SaleSpec]:
-    """Specs of the sales not being deleted; a spec that does not parse asks for nothing."""
-    specs = []
-    for item in items:
-        if (item.get("metadata") or {}).get("deletionTimestamp"):
-            continue
-        try:
-            specs.append(SaleSpec.model_validate(item.get("spec") or {}))
-        except ValidationError:
-            continue
-    return specs
 
 
 class Scaler:
