@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -23,8 +22,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from flashsale.api.auth import issue_token
 from flashsale.db.engine import session_factory
-from flashsale.db.migrate import upgrade
-from flashsale.embedded import PostgresServer, RedisServer, free_port
+from flashsale.embedded import free_port
+from flashsale.local.process import Process as BackgroundProcess
+from flashsale.local.storage import Storage
 from flashsale.sales import apply_sale
 from flashsale.spec import SaleSpec
 from flashsale.stock import Stock
@@ -108,35 +108,11 @@ def auth(user: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token(user)}"}
 
 
-class Process:
+class Process(BackgroundProcess):
     """A `flashsale` subcommand running in the background, with its output in a file."""
 
     def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
-        self.args, self.env, self.log = args, env, log
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> Process:
-        with open(self.log, "ab") as out:
-            self.proc = subprocess.Popen(
-                [FLASHSALE, *self.args],
-                env=self.env,
-                stdout=out,
-                stderr=out,
-                start_new_session=True,
-            )
-        return self
-
-    def stop(self, sig: int = 15) -> None:
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, sig)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, 9)
-                self.proc.wait()
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
+        super().__init__([FLASHSALE, *args], env, log=log)
 
 
 @pytest.fixture(scope="session")
@@ -147,34 +123,32 @@ def workdir() -> Iterator[Path]:
     shutil.rmtree(path, ignore_errors=True)
 
 
-def start_storage(
-    root: Path, appendonly: bool
-) -> tuple[RedisServer, PostgresServer, dict[str, str]]:
+def start_storage(root: Path, appendonly: bool) -> tuple[Storage, dict[str, str]]:
     """A throwaway Redis and a migrated PostgreSQL in `root`, and the environment that
     points `flashsale` commands at them (and at nothing configured outside the tests)."""
-    rds = RedisServer(root / "redis", appendonly=appendonly).start()
-    pg = PostgresServer(root / "pg", durable=False).start()
-    upgrade(pg.url)
+    storage = Storage.throwaway(root, appendonly=appendonly).start()
+    redis_url, database_url = storage.urls
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLASHSALE_")} | {
-        "FLASHSALE_REDIS_URL": rds.url,
-        "FLASHSALE_DATABASE_URL": pg.url,
+        "FLASHSALE_REDIS_URL": redis_url,
+        "FLASHSALE_DATABASE_URL": database_url,
         "FLASHSALE_JWT_SECRET": JWT_SECRET,
         "FLASHSALE_SWEEP_AFTER_SECONDS": "1",
     }
-    return rds, pg, env
+    return storage, env
 
 
 @pytest.fixture(scope="session")
 def platform(workdir: Path) -> Iterator[Platform]:
-    rds, pg, env = start_storage(workdir, appendonly=False)
+    storage, env = start_storage(workdir, appendonly=False)
+    rds, pg = storage.redis, storage.postgres
+    assert rds is not None and pg is not None
     env["FLASHSALE_ORDERS_PER_SECOND"] = "5000"
     client = redis.Redis.from_url(rds.url)
     try:
         yield Platform(rds.url, pg.url, env, session_factory(pg.url), Stock(client))
     finally:
         client.close()
-        rds.stop()
-        pg.stop()
+        storage.stop()
 
 
 def serve_api(env: dict[str, str], log: Path) -> tuple[Process, str]:

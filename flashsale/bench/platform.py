@@ -13,9 +13,9 @@ import redis
 from sqlalchemy.orm import Session, sessionmaker
 
 from flashsale.db.engine import session_factory
-from flashsale.db.migrate import upgrade
 from flashsale.embedded import PostgresServer, RedisServer
 from flashsale.keys import SaleKeys
+from flashsale.local.storage import Storage
 from flashsale.sales import apply_sale
 from flashsale.spec import SaleSpec
 from flashsale.stock import Stock
@@ -40,9 +40,9 @@ class BenchPlatform:
         # Both as production runs them: Redis with its append-only file (fsync every
         # second), PostgreSQL with its durable defaults (the baseline is also measured
         # with synchronous_commit off, which flatters it).
-        rds = RedisServer(workdir / "redis", appendonly=True).start()
-        pg = PostgresServer(workdir / "pg", durable=True).start()
-        upgrade(pg.url)
+        storage = Storage.throwaway(workdir, appendonly=True, durable=True).start()
+        assert storage.redis is not None and storage.postgres is not None
+        rds, pg = storage.redis, storage.postgres
         client = redis.Redis.from_url(rds.url, socket_timeout=30)
         return cls(workdir, rds, pg, session_factory(pg.url), Stock(client), keep)
 

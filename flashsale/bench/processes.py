@@ -3,76 +3,32 @@
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Self
 
 from flashsale.embedded import free_port
+from flashsale.local.process import Process
 
 FLASHSALE = str(Path(sys.executable).parent / "flashsale")
 START_TIMEOUT = 60.0
 
 
-class BenchProcess:
-    """A command in its own process group, its output in a log file."""
-
-    def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
-        self.args, self.env, self.log = args, env, log
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> BenchProcess:
-        with open(self.log, "ab") as out:
-            self.proc = subprocess.Popen(
-                self.args, env=self.env, stdout=out, stderr=out, start_new_session=True
-            )
-        return self
-
-    @property
-    def pids(self) -> list[int]:
-        """The process and its children (server workers), for CPU accounting."""
-        if self.proc is None:
-            return []
-        out = subprocess.run(
-            ["ps", "-o", "pid=", "-g", str(self.proc.pid)], capture_output=True, text=True
-        ).stdout
-        return [int(p) for p in out.split()]
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
-
-    def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
-
-
-class HttpServer(BenchProcess):
+class HttpServer(Process):
     """A server process on a free port, ready once GET /healthz answers 200."""
 
     def __init__(self, args: list[str], env: dict[str, str], log: Path, port: int) -> None:
-        super().__init__(args, env, log)
+        super().__init__(args, env, log=log)
         self.port = port
 
     @property
     def base(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> HttpServer:
+    def start(self) -> Self:
         super().start()
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
@@ -112,9 +68,9 @@ def baseline_server(env: dict[str, str], log: Path, server: str, workers: int) -
     return HttpServer(args, env, log, port)
 
 
-def worker_process(env: dict[str, str], log: Path, concurrency: int) -> BenchProcess:
+def worker_process(env: dict[str, str], log: Path, concurrency: int) -> Process:
     args = [FLASHSALE, "worker", "--concurrency", str(concurrency), "--pool", "prefork"]
-    return BenchProcess(args, env, log)
+    return Process(args, env, log=log)
 
 
 def cpu_seconds(pids: list[int]) -> float:

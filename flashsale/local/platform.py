@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
-from flashsale.db.migrate import upgrade
 from flashsale.embedded import PostgresServer, RedisServer, ServerError
 from flashsale.local.registry import (
     PlatformRecord,
@@ -28,7 +27,7 @@ from flashsale.local.registry import (
     local_jwt_secret,
     record_servers,
 )
-from flashsale.local.servers import LocalServers, port_is_free
+from flashsale.local.storage import Storage, port_is_free
 from flashsale.local.supervisor import LineSink, Notice, Restarts, Supervisor
 from flashsale.settings import Settings
 
@@ -69,7 +68,7 @@ class LocalPlatform:
         self.port = port
         self.api_workers = api_workers or default_api_workers()
         self.loops = loops
-        self.servers = LocalServers(
+        self.servers = Storage.data_folder(
             self.data_dir, redis_url=settings.redis_url, database_url=settings.database_url
         )
         self.notice: Notice = (lambda line: sink("up", line)) if sink else log.warning
@@ -103,7 +102,6 @@ class LocalPlatform:
                 self.data_dir, PlatformRecord(self.redis_url, self.database_url, os.getpid())
             )
             self._recorded = True
-            upgrade(self.database_url)
             if self.settings.jwt_secret:
                 self.jwt_secret = self.settings.jwt_secret.get_secret_value()
             else:

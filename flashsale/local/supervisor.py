@@ -12,32 +12,20 @@ back to 0.5 s once it has stayed up for a minute); whatever it left in its proce
 
 from __future__ import annotations
 
-import ctypes
 import logging
-import os
-import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
 
-PR_SET_PDEATHSIG = 1
+from flashsale.local.process import Process
+
 LineSink = Callable[[str, str], None]  # (child name, line)
 Notice = Callable[[str], None]
 
 log = logging.getLogger(__name__)
-
-
-def _die_with_parent() -> None:
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    except (OSError, AttributeError):  # not Linux: rely on our own cleanup
-        pass
 
 
 @dataclass(frozen=True)
@@ -89,10 +77,13 @@ class Restarts:
 class Child:
     name: str
     args: list[str]
-    proc: subprocess.Popen[bytes]
-    pump: threading.Thread | None = None
-    log: IO[bytes] | None = field(default=None, repr=False)
+    process: Process
     restarts: Restarts = field(default_factory=Restarts)
+
+    @property
+    def proc(self) -> subprocess.Popen[bytes]:
+        assert self.process.proc is not None
+        return self.process.proc
 
 
 class Supervisor:
@@ -117,43 +108,26 @@ class Supervisor:
     def start(self, name: str, args: Sequence[str]) -> Child:
         """Run `flashsale <args>`; its output goes to the sink line by line, or to
         `<log_dir>/<name>.log`."""
-        log_file: IO[bytes] | None = None
+        log_file: Path | None = None
         if self.sink is None:
             assert self.log_dir is not None
             self.log_dir.mkdir(parents=True, exist_ok=True)
-            log_file = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - closed in stop()
-        child = Child(name, list(args), self._spawn(list(args), log_file), log=log_file)
-        child.restarts = Restarts(self.backoff)
-        self._pump_output(child)
+            log_file = self.log_dir / f"{name}.log"
+        sink = self.sink
+        process = Process(
+            [sys.executable, "-m", "flashsale", *args],
+            self.env,
+            log=log_file,
+            sink=(lambda line: sink(name, line)) if sink else None,
+            die_with_parent=True,
+        ).start()
+        child = Child(name, list(args), process, Restarts(self.backoff))
         self.children.append(child)
         return child
 
-    def _spawn(self, args: list[str], log_file: IO[bytes] | None) -> subprocess.Popen[bytes]:
-        return subprocess.Popen(
-            [sys.executable, "-m", "flashsale", *args],
-            env=self.env,
-            stdin=subprocess.DEVNULL,
-            stdout=log_file or subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=_die_with_parent,
-        )
-
-    def _pump_output(self, child: Child) -> None:
-        if self.sink is not None:
-            child.pump = threading.Thread(
-                target=self._pump, args=(child.name, child.proc), daemon=True
-            )
-            child.pump.start()
-
-    def _pump(self, name: str, proc: subprocess.Popen[bytes]) -> None:
-        assert proc.stdout is not None and self.sink is not None
-        for raw in proc.stdout:
-            self.sink(name, raw.decode(errors="replace").rstrip())
-
     def exited(self) -> Child | None:
         """A child that is no longer running, if any."""
-        return next((c for c in self.children if c.proc.poll() is not None), None)
+        return next((c for c in self.children if not c.process.alive()), None)
 
     def check(self) -> None:
         """One round: schedule a restart for each child that exited, and restart those
@@ -162,15 +136,15 @@ class Supervisor:
         for child in self.children:
             restarts = child.restarts
             if restarts.is_due(now):
-                child.proc = self._spawn(child.args, child.log)
+                child.process.env = dict(self.env)
+                child.process.start()
                 restarts.restarted(now)
-                self._pump_output(child)
-            elif restarts.due is None and child.proc.poll() is not None:
+            elif restarts.due is None and not child.process.alive():
                 # Leftovers (server workers, pool processes) may still hold the port.
-                _signal_group(child.proc, signal.SIGKILL)
+                child.process.kill_leftovers()
                 delay = restarts.exited(now)
                 self.notice(
-                    f"{child.name} exited with {child.proc.returncode}; "
+                    f"{child.name} exited with {child.process.returncode}; "
                     f"restarting in {delay:.1f}s (restart {restarts.count + 1})"
                 )
 
@@ -178,24 +152,5 @@ class Supervisor:
         """SIGTERM each child's whole process group, newest first; SIGKILL what is still
         there after `timeout`."""
         for child in reversed(self.children):
-            _signal_group(child.proc, signal.SIGTERM)
-            deadline = time.monotonic() + timeout
-            try:
-                child.proc.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                _signal_group(child.proc, signal.SIGKILL)
-                child.proc.wait()
-            # Helpers the child started (server workers, pool processes) share its group.
-            _signal_group(child.proc, signal.SIGKILL)
-            if child.pump:
-                child.pump.join(timeout=2)
-            if child.log:
-                child.log.close()
+            child.process.stop(timeout=timeout)
         self.children.clear()
-
-
-def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
-    try:
-        os.killpg(proc.pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass

@@ -23,15 +23,15 @@ from typing import Any
 import pytest
 import redis
 import redis.asyncio as aioredis
+from flashsale.demo.invariants import Check, check_invariants
+from flashsale.keys import SaleKeys
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
 from flashsale.db.engine import session_factory
 from flashsale.demo.crowd import Click, Crowd
-from flashsale.demo.invariants import Check, check_invariants
 from flashsale.demo.timeline import Timeline, sample_once
 from flashsale.embedded import PostgresServer, RedisServer
-from flashsale.keys import SaleKeys
 from flashsale.sales import apply_sale, sale_status
 from flashsale.settings import Settings
 from flashsale.spec import SaleSpec
@@ -186,7 +186,9 @@ class Stack:
 @pytest.fixture
 def stack() -> Iterator[Stack]:
     root = Path(tempfile.mkdtemp(prefix="flashsale-faults-"))
-    rds, pg, env = start_storage(root, appendonly=True)
+    storage, env = start_storage(root, appendonly=True)
+    rds, pg = storage.redis, storage.postgres
+    assert rds is not None and pg is not None
     client = redis.Redis.from_url(rds.url)
     built = Stack(root, rds, pg, env, Stock(client), session_factory(pg.url))
     try:
@@ -200,8 +202,7 @@ def stack() -> Iterator[Stack]:
             server.stop()
         client.close()
         built.redis.stop()  # the one a test put in place of `rds`, if it did
-        rds.stop()
-        pg.stop()
+        storage.stop()
         if not os.environ.get("FLASHSALE_KEEP_FAULT_LOGS"):
             shutil.rmtree(root, ignore_errors=True)
 
