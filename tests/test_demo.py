@@ -9,8 +9,8 @@ import uuid
 from pathlib import Path
 
 from flashsale.demo.crowd import Click, CrowdLog
-from flashsale.demo.invariants import check_invariants
 from flashsale.demo.timeline import Sample, Timeline
+from flashsale.invariants import check_invariants
 from flashsale.sales import sale_status
 from tests.conftest import FLASHSALE, Platform
 

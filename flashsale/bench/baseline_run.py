@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from flashsale.bench.invariants import Check
 from flashsale.bench.processes import baseline_server
 from flashsale.bench.run import Run
 from flashsale.bench.wrk import Load, WrkResult
+from flashsale.invariants import Check
 
 
 def sql_baseline(run: Run, server: str, synchronous_commit: str) -> dict[str, Any]:

@@ -8,10 +8,10 @@ import uuid
 from typing import Any
 
 from flashsale.bench import scenarios
-from flashsale.bench.invariants import check_persisted
 from flashsale.bench.processes import worker_process
 from flashsale.bench.run import SHOPPER_SPEC, Run
 from flashsale.bench.stats import load_average, summarize
+from flashsale.invariants import check_persisted
 
 
 def drain_backlog(

@@ -7,10 +7,10 @@ from typing import Any
 
 from flashsale.api.server import DEFAULT_SERVER
 from flashsale.bench import scenarios
-from flashsale.bench.invariants import check_admission
 from flashsale.bench.processes import api_server
 from flashsale.bench.run import Run
 from flashsale.bench.wrk import Load, WrkResult
+from flashsale.invariants import check_admission
 
 
 def reserve_calls(base: str) -> tuple[float, float]:

@@ -11,11 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from flashsale.api.server import DEFAULT_SERVER, SERVERS
-from flashsale.bench.invariants import Check
 from flashsale.bench.platform import BenchPlatform
 from flashsale.bench.processes import cpu_seconds
 from flashsale.bench.stats import load_average, summarize
 from flashsale.bench.wrk import Load, WrkResult, run_wrk
+from flashsale.invariants import Check
 
 HTTP_FIELDS = ("rps", "p50_ms", "p99_ms", "errors")
 CPU_FIELDS = ("server_cpu_us_per_request", "redis_cpu_us_per_request", "wrk_cpu_us_per_request")
@@ -99,8 +99,8 @@ class Run:
 
     def check(self, result: Check) -> None:
         self.checks.append(result)
-        mark = "ok" if result.ok else "FAILED"
-        self.log(f"    invariants [{result.scenario}]: {mark}: {result.detail}")
+        mark = "ok" if result.passed else "FAILED"
+        self.log(f"    invariants [{result.name}]: {mark}: {result.detail}")
 
     def wrk(self, load: Load) -> WrkResult:
         return run_wrk(load, uuid.uuid4().hex)

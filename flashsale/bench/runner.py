@@ -69,7 +69,7 @@ def run_benchmark(options: Options, log: Callable[[str], None] = print) -> Path:
         results |= worker_drain(run)
         results["redis_memory"] = redis_memory(run)
         results["invariants"] = {
-            "ok": all(c.ok for c in run.checks),
+            "ok": all(c.passed for c in run.checks),
             "checks": [c.as_dict() for c in run.checks],
         }
         results["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
@@ -80,9 +80,9 @@ def run_benchmark(options: Options, log: Callable[[str], None] = print) -> Path:
         platform.close()
     log(f"results: {path}")
     if not results["invariants"]["ok"]:
-        failed = [c for c in run.checks if not c.ok]
+        failed = [c for c in run.checks if not c.passed]
         for check in failed:
-            log(f"INVARIANT BROKEN in {check.scenario}: {check.detail}")
+            log(f"INVARIANT BROKEN in {check.name}: {check.detail}")
         log("BENCHMARK FAILED: the design's invariants did not hold (see above)")
         raise SystemExit(1)
     return path

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from flashsale.demo.crowd import CrowdLog
-from flashsale.demo.invariants import Check
+from flashsale.invariants import Check
 from flashsale.sales import SaleStatus
 
 

@@ -19,11 +19,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from flashsale.db.engine import session_factory
 from flashsale.demo.chart import write_chart
 from flashsale.demo.crowd import Crowd
-from flashsale.demo.invariants import check_invariants
 from flashsale.demo.plan import DemoPlan
 from flashsale.demo.report import DemoReport, build_report, print_report
 from flashsale.demo.timeline import Sample, Timeline, order_counts, sample_forever, sample_once
 from flashsale.embedded import free_port
+from flashsale.invariants import check_invariants
 from flashsale.local.platform import LocalPlatform, Loops
 from flashsale.sales import apply_sale, sale_status
 from flashsale.settings import Settings

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import uuid
 
-from flashsale.bench.invariants import check_admission
 from flashsale.keys import SaleKeys
+
+from flashsale.invariants import check_admission
 from tests.conftest import Platform
 
 

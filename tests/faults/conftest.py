@@ -23,7 +23,6 @@ from typing import Any
 import pytest
 import redis
 import redis.asyncio as aioredis
-from flashsale.demo.invariants import Check, check_invariants
 from flashsale.keys import SaleKeys
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
@@ -32,6 +31,7 @@ from flashsale.db.engine import session_factory
 from flashsale.demo.crowd import Click, Crowd
 from flashsale.demo.timeline import Timeline, sample_once
 from flashsale.embedded import PostgresServer, RedisServer
+from flashsale.invariants import Check, check_invariants
 from flashsale.sales import apply_sale, sale_status
 from flashsale.settings import Settings
 from flashsale.spec import SaleSpec
