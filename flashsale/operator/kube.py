@@ -38,7 +38,7 @@ T = TypeVar("T")
 
 class KubeError(RuntimeError):
     def __init__(self, status: int, message: str) -> None:
-        super().__init__(f"Kubernetes API answered {status}: {message}")
+        super().__init__(f"Kubernetes API answered {status}: {message}" if status else message)
         self.status = status
 
 
@@ -101,6 +101,8 @@ class KubeClient:
                         continue
                 body = exc.body.decode(errors="replace") if isinstance(exc.body, bytes) else ""
                 raise KubeError(int(exc.status or 0), (body or str(exc.reason))[:500]) from exc
+            except TimeoutError as exc:
+                raise KubeError(0, f"no answer within {self.timeout:g}s") from exc
             except aiohttp.ClientError as exc:
                 raise KubeError(0, f"{type(exc).__name__}: {exc}") from exc
         raise KubeError(401, "unauthorized after logging in again")

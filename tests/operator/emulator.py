@@ -7,6 +7,7 @@ additionalPrinterColumns, as the API server does."""
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import datetime
 import secrets
@@ -120,10 +121,15 @@ class ClusterEmulator(kmock.KubernetesEmulator):
     printer_columns: dict[kmock.resource, list[dict[str, Any]]] = attrs.field(
         factory=dict, init=False
     )
+    # Requests for these resources get no answer while they are listed: an API server that
+    # accepts a connection and then hangs.
+    stalled: list[kmock.resource] = attrs.field(factory=list, init=False)
 
     # -- writes ------------------------------------------------------------------------
 
     async def _handle(self, request: rendering.Request) -> Any:
+        while request.resource is not None and any(request.resource == r for r in self.stalled):
+            await asyncio.sleep(0.05)
         writes = (kmock.action.CREATE, kmock.action.UPDATE, kmock.action.DELETE)
         if request.resource is not None and request.action in writes:
             async with self._lock:
