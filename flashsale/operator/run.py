@@ -11,7 +11,7 @@ import kopf
 
 from flashsale.operator import handlers
 from flashsale.operator.context import OperatorContext
-from flashsale.operator.pace import PaceSetter
+from flashsale.operator.pace_setter import PaceSetter
 from flashsale.operator.scaling_loop import Scaler
 from flashsale.operator.settings import OperatorSettings
 from flashsale.settings import Settings, get_settings

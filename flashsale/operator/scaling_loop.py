@@ -1,6 +1,6 @@
 """The scaling loop: every refresh (and at once when a sale changes), read all FlashSales,
 size the API and worker Deployments for them (the figures come from `capacity`), and set
-the workers' pace (written by `pace`).
+the workers' pace (written by `pace_setter`).
 
 It reads the sales from the API server rather than from memory, so a freshly started
 operator never scales an active sale's Deployments down before it has seen that sale."""
@@ -22,7 +22,7 @@ from flashsale.operator.capacity import (
 )
 from flashsale.operator.context import BACKEND_ERRORS, OperatorContext
 from flashsale.operator.kube import KubeError
-from flashsale.operator.pace import PaceSetter
+from flashsale.operator.pace_setter import PaceSetter
 
 log = logging.getLogger(__name__)
 

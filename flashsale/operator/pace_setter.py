@@ -1,7 +1,8 @@
-"""Per-sale worker pace: the operator tells the Celery workers how fast to persist orders
-(`spec.worker.ordersPerSecond` of the sales in their window, shared by the worker
+"""The operator's side of the worker pace: it tells the Celery workers how fast to persist
+orders (`spec.worker.ordersPerSecond` of the sales in their window, shared by the worker
 replicas) by writing it to `WORKER_PACE_KEY` on the broker's Redis. Every worker re-reads
-the key every few seconds, workers started later included (`flashsale.worker.pacing`).
+the key every few seconds, workers started later included, and paces itself with a token
+bucket (`flashsale.worker.pacing`, the workers' side).
 With no sale the key is deleted and each worker keeps its own FLASHSALE_ORDERS_PER_SECOND;
 the key also expires if the operator stops refreshing it."""
 
