@@ -1,8 +1,8 @@
 # syntax=docker/dockerfile:1
 # One image for every FlashSale component: `flashsale api|worker|reap|sweep|migrate|operator`.
 
-# Build stage: install the package and its runtime dependencies (no test, lint or bench
-# extras) into a virtualenv.
+# Build stage: install the package and its core dependencies into a virtualenv, no extras:
+# not `local` (embedded Redis and PostgreSQL), `demo`, `bench`, `test` or `lint`.
 FROM python:3.11-slim AS build
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
