@@ -25,18 +25,16 @@ def _settings() -> Settings:
 
 
 def _sessions_and_stock() -> tuple[sessionmaker[Session], Stock]:
-    from flashsale.db.engine import session_factory
-    from flashsale.loops import loop_redis
+    from flashsale import clients
 
     settings = _settings()
     try:
-        database_url, redis_url = settings.require_database_url(), settings.require_redis_url()
+        return clients.database(settings), clients.stock(settings)
     except RuntimeError:
         raise click.ClickException(
             f"no Redis and PostgreSQL to talk to: run `flashsale up` (data folder "
             f"{settings.data_dir}), or set FLASHSALE_REDIS_URL and FLASHSALE_DATABASE_URL"
         ) from None
-    return session_factory(database_url), Stock(loop_redis(redis_url))
 
 
 @contextmanager
@@ -133,10 +131,10 @@ def migrate() -> None:
 def _repeat(component: str, every: float | None, step: Callable[[], None]) -> None:
     """Run `step` once (recorded, and exit 1 if it failed), or every `every` seconds
     through outages until a signal stops the process."""
-    from flashsale.loops import describe, loop_redis, run_every, run_step
+    from flashsale import clients
+    from flashsale.loops import describe, run_every, run_step
 
-    settings = _settings()
-    recorder = loop_redis(settings.require_redis_url())
+    recorder = clients.stock_redis(_settings())
     if every:
         run_every(component, every, step, recorder)
         return
@@ -169,19 +167,16 @@ def reap(every: float | None) -> None:
 )
 def sweep(every: float | None, older_than: float | None) -> None:
     """Re-publish reservations that no worker has persisted in time."""
-    from flashsale.loops import loop_redis
+    from flashsale import clients
     from flashsale.sweeper import sweep as run_sweep
 
     settings = _settings()
-    sessions, _ = _sessions_and_stock()
-    stock_client = loop_redis(settings.require_redis_url())
-    broker = loop_redis(settings.effective_broker_url or settings.require_redis_url())
+    sessions, stock = _sessions_and_stock()
+    broker = clients.broker_redis(settings)
     age = older_than if older_than is not None else settings.sweep_after_seconds
 
     def step() -> None:
-        count = run_sweep(
-            sessions, stock_client, broker, settings.queue, age, settings.sweep_max_backlog
-        )
+        count = run_sweep(sessions, stock, broker, settings.queue, age, settings.sweep_max_backlog)
         if count or not every:
             click.echo(f"re-published {count} reservations")
 

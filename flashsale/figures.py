@@ -29,10 +29,12 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from flashsale import clients
+from flashsale.clients import Role
 from flashsale.db.models import OrderStatus
-from flashsale.keys import SaleKeys
 from flashsale.runs import RunFigures, read_runs
 from flashsale.settings import Settings
+from flashsale.stock import Stock
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +104,8 @@ class FiguresReader:
         statement_timeout_ms: int = int(TIMEOUT_SECONDS * 1000),
     ) -> None:
         self.sessions = sessions
-        self.client = client
+        self.client = client  # the stock Redis: the loops' run records
+        self.stock = Stock(client)
         self.broker = broker
         self.queue = queue
         self.statement_timeout_ms = statement_timeout_ms
@@ -112,14 +115,9 @@ class FiguresReader:
     def from_settings(
         cls, settings: Settings, sessions: sessionmaker[Session], timeout: float = TIMEOUT_SECONDS
     ) -> FiguresReader:
-        redis_url = settings.require_redis_url()
-        broker_url = settings.effective_broker_url or redis_url
-
-        def connect(url: str) -> redis.Redis:
-            return redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
-
-        client = connect(redis_url)
-        broker = client if broker_url == redis_url else connect(broker_url)
+        client = clients.stock_redis(settings, Role.FIGURES)
+        same = (settings.effective_broker_url or settings.redis_url) == settings.redis_url
+        broker = client if same else clients.broker_redis(settings, Role.FIGURES)
         return cls(sessions, client, broker, settings.queue, int(timeout * 1000))
 
     def close(self) -> None:
@@ -199,22 +197,10 @@ class FiguresReader:
     def _read_redis(
         self, names: Iterable[str]
     ) -> tuple[dict[str, tuple[int, int, float]], dict[str, RunFigures]]:
-        names = list(names)
-        pipe = self.client.pipeline(transaction=False)
-        pipe.time()
-        for name in names:
-            keys = SaleKeys(name)
-            pipe.get(keys.stock)
-            pipe.zcard(keys.outbox)
-            pipe.zrange(keys.outbox, 0, 0, withscores=True)
-        replies = iter(pipe.execute())
-        secs, micros = next(replies)
-        now_ms = int(secs) * 1000 + int(micros) // 1000
-        figures = {}
-        for name in names:
-            remaining, outbox, oldest = next(replies), next(replies), next(replies)
-            age = max(0.0, (now_ms - float(oldest[0][1])) / 1000) if oldest else 0.0
-            figures[name] = (int(remaining or 0), int(outbox), age)
+        figures = {
+            name: (b.remaining, b.outbox, b.oldest_age_seconds)
+            for name, b in self.stock.backlogs(names).items()
+        }
         return figures, read_runs(self.client)
 
 

@@ -1,4 +1,8 @@
-"""The Celery task message for "persist these reservations", written by hand.
+"""What crosses from the API, the sweep and the operator to the workers: the Celery task
+message for "persist these reservations", written by hand, and the key of the workers'
+pace. Everything above the workers writes these; `flashsale.worker` only reads them.
+
+The task message:
 
 Celery's own publish costs about a millisecond of CPU per call and blocks the event loop,
 so the reservation path renders the message itself, following Celery's task message
@@ -23,6 +27,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import orjson
+
+WORKER_PACE_KEY = "flashsale:worker-pace"  # orders/s per worker, set by the operator
+PACE_TTL_SECONDS = 300  # a pace the operator stopped refreshing falls back to the default
 
 PERSIST_TASK = "flashsale.persist_orders"
 # What a worker makes of a message it cannot read: a dead letter, written by this task.

@@ -5,9 +5,9 @@ line with the cause and is tried again after a pause that doubles up to a cap; a
 else is logged with its traceback and the loop carries on too. Only a signal stops it.
 Every step is recorded in the stock Redis (`flashsale.runs`).
 
-The clients a loop uses must give up on their own: `loop_redis` sets socket and connect
-timeouts (a frozen Redis otherwise blocks a call for ever) and health checks on idle
-connections; the SQL engine has its connect timeout and pre-ping (`db/engine.py`)."""
+The clients a loop uses must give up on their own: `flashsale.clients` gives them socket
+and connect timeouts (a frozen Redis otherwise blocks a call for ever) and health checks
+on idle connections; the SQL engine has its connect timeout and pre-ping."""
 
 from __future__ import annotations
 
@@ -25,20 +25,6 @@ log = logging.getLogger(__name__)
 
 # What an outage of Redis, the broker or PostgreSQL raises: expected, retried quietly.
 OUTAGE_ERRORS: tuple[type[BaseException], ...] = (redis.RedisError, SQLAlchemyError, OSError)
-
-SOCKET_TIMEOUT_SECONDS = 5.0
-CONNECT_TIMEOUT_SECONDS = 2.0
-HEALTH_CHECK_SECONDS = 15
-
-
-def loop_redis(url: str) -> redis.Redis:
-    """A Redis client whose calls end within seconds when Redis is frozen or gone."""
-    return redis.Redis.from_url(
-        url,
-        socket_timeout=SOCKET_TIMEOUT_SECONDS,
-        socket_connect_timeout=CONNECT_TIMEOUT_SECONDS,
-        health_check_interval=HEALTH_CHECK_SECONDS,
-    )
 
 
 def describe(exc: BaseException) -> str:

@@ -6,13 +6,11 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import redis
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from flashsale.db.models import Order, OrderStatus
 from flashsale.deadletters import DEAD
-from flashsale.keys import SaleKeys
 from flashsale.persist import persist_reservation
 from flashsale.sales import sale_names
 from flashsale.stock import Stock
@@ -79,19 +77,11 @@ def parse_order_id(order_id: str) -> uuid.UUID | None:
 
 
 def find_reservation(
-    sessions: sessionmaker[Session], client: redis.Redis, order_id: str
+    sessions: sessionmaker[Session], stock: Stock, order_id: str
 ) -> Reservation | None:
     """The order id does not name its sale, so ask every sale's Redis keys at once."""
-    names = sale_names(sessions)
-    if not names:
-        return None
-    pipe = client.pipeline(transaction=False)
-    for name in names:
-        pipe.hgetall(SaleKeys(name).reservation(order_id))
-    for name, raw in zip(names, pipe.execute(), strict=True):
-        if raw:
-            return Reservation.from_hash(name, order_id, raw)
-    return None
+    found = stock.find_reservation(sale_names(sessions), order_id)
+    return None if found is None else Reservation.from_hash(found[0], order_id, found[1])
 
 
 def _stored_order(sessions: sessionmaker[Session], oid: uuid.UUID, user: str) -> OrderView | None:
@@ -104,9 +94,7 @@ def _stored_order(sessions: sessionmaker[Session], oid: uuid.UUID, user: str) ->
     return OrderView(str(oid), row.sale, row.user_id, row.quantity, row.status, row.expires_at)
 
 
-def get_order(
-    sessions: sessionmaker[Session], client: redis.Redis, user: str, order_id: str
-) -> OrderView:
+def get_order(sessions: sessionmaker[Session], stock: Stock, user: str, order_id: str) -> OrderView:
     """The order as its owner sees it; anyone else gets UnknownOrder."""
     oid = parse_order_id(order_id)
     if oid is None:
@@ -114,7 +102,7 @@ def get_order(
     stored = _stored_order(sessions, oid, user)
     if stored is not None:
         return stored
-    reservation = find_reservation(sessions, client, str(oid))
+    reservation = find_reservation(sessions, stock, str(oid))
     if reservation is None or reservation.user != user:
         raise UnknownOrder(order_id)
     if reservation.state != RESERVED:
@@ -135,7 +123,7 @@ def get_order(
 
 def pay_order(sessions: sessionmaker[Session], stock: Stock, user: str, order_id: str) -> str:
     """Mark the order paid. One conditional UPDATE decides a race with the reaper."""
-    view = get_order(sessions, stock.client, user, order_id)
+    view = get_order(sessions, stock, user, order_id)
     if view.status == OrderStatus.REJECTED:
         raise OrderClosed(OrderStatus.REJECTED)
     if view.status == RESERVED and (

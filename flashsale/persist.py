@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-import redis
 from sqlalchemy import Connection
 from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
@@ -27,7 +26,6 @@ from sqlalchemy.orm import Session, sessionmaker
 from flashsale.db.models import OrderStatus
 from flashsale.deadletters import DEAD, bury_reservation
 from flashsale.ids import user_id_problem
-from flashsale.keys import SaleKeys
 from flashsale.stock import Stock
 
 log = logging.getLogger(__name__)
@@ -36,7 +34,6 @@ log = logging.getLogger(__name__)
 # cannot help, and trying the rows one by one finds the one at fault.
 ROW_FAULTS = (DataError, IntegrityError, orjson.JSONEncodeError)
 
-FIELDS = ("user", "qty", "reserved_at", "expires_at", "state")
 
 # Insert the new orders and, in the same statement, add their units to the sale's live
 # units if they all fit within its stock (the usual case). `claimed` is false when they
@@ -63,26 +60,6 @@ WITH r AS (
 SELECT coalesce(array_agg(new.id::text), '{}'), (SELECT count(*) FROM claim) > 0
 FROM new
 """
-
-
-def read_reservations(
-    client: redis.Redis, sale: str, order_ids: Iterable[str]
-) -> list[tuple[str, list[bytes]]]:
-    """(order id, [user, qty, reserved_at, expires_at, state]) of each reservation Redis
-    still has, oldest first, in one round trip; unknown ids are left out."""
-    wanted = list(dict.fromkeys(order_ids))
-    keys = SaleKeys(sale)
-    pipe = client.pipeline(transaction=False)
-    for order_id in wanted:
-        pipe.hmget(keys.reservation(order_id), FIELDS)
-    found = [
-        (order_id, values)
-        for order_id, values in zip(wanted, pipe.execute(), strict=True)
-        if values[0] is not None
-    ]
-    # First come, first served: should stock fall short, the latest ones lose.
-    found.sort(key=lambda item: (int(item[1][2]), item[0]))
-    return found
 
 
 def persist_reservation(
@@ -153,7 +130,7 @@ def persist_reservations(
     rows: list[_Row] = []
     unfit: list[_Unfit] = []
     settled: dict[str, str] = {}
-    for order_id, values in read_reservations(stock.client, sale, order_ids):
+    for order_id, values in stock.read_reservations(sale, order_ids):
         if values[4] == DEAD.encode():  # put aside before: nothing more to do
             settled[order_id] = DEAD
             continue

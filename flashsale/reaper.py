@@ -4,13 +4,14 @@ Two steps, each safe to run twice or side by side with another reaper:
 1. expire: one UPDATE flips due `pending_payment` orders to `expired` (rows taken with
    SKIP LOCKED, so concurrent reapers split the work) and lowers the sales' live units;
 2. return: for every expired order not yet marked `restored_at`, the restore script gives
-   the units back (it remembers order ids, so a repeat returns nothing), then the row is
-   marked. A reaper killed between the two leaves rows for the next run to finish."""
+   the units back, one call per sale for a batch of rows (it remembers order ids, so a
+   repeat returns nothing), then the rows are marked.
+   A reaper killed between the two leaves rows for the next run to finish."""
 
 from __future__ import annotations
 
 import logging
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 
 from sqlalchemy import text
@@ -74,9 +75,12 @@ def return_units(sessions: sessionmaker[Session], stock: Stock, batch_size: int)
     while True:
         with sessions.begin() as session:
             rows = session.execute(UNRESTORED, {"limit": batch_size}).all()
+            # One restore call per sale, not per order: the row locks are held meanwhile.
+            by_sale: dict[str, list[tuple[str, str, int]]] = defaultdict(list)
             for order_id, sale, user, quantity in rows:
-                if stock.restore(sale, str(order_id), user, quantity) == 1:
-                    returned += 1
+                by_sale[sale].append((str(order_id), user, quantity))
+            for sale, orders in by_sale.items():
+                returned += stock.restore_many(sale, orders).count(1)
             if rows:
                 session.execute(MARK_RESTORED, {"ids": [row[0] for row in rows]})
         if len(rows) < batch_size:

@@ -14,11 +14,9 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session, sessionmaker
 
 from flashsale.db.models import LIVE_STATUSES, Order, OrderStatus, Sale
-from flashsale.keys import SaleKeys
 from flashsale.phase import Phase, sale_phase
 from flashsale.spec import SaleSpec, epoch_ms, is_valid_sale_name
 from flashsale.stock import SaleLimits, SoldInSql, Stock, StockLoadError
-from flashsale.teardown import Teardown
 from flashsale.timefmt import rfc3339
 
 
@@ -78,7 +76,7 @@ def apply_sale(sessions: sessionmaker[Session], stock: Stock, name: str, spec: S
             )
         )
         sold = SoldInSql()
-        if live is not None and not stock.client.exists(SaleKeys(name).meta):
+        if live is not None and not stock.has_sale(name):
             sold = sold_in_sql(session, name, live)
         try:
             return stock.load(name, limits_of(spec), sold)
@@ -120,23 +118,22 @@ def rebuild_sale(
         if sale is None:
             raise InvalidSale(f"no sale named {name!r}")
         spec = SaleSpec.model_validate(sale.spec)
-    teardown = Teardown(stock.client)
-    outbox = SaleKeys(name).outbox
-    if stock.client.zcard(outbox):
+    waiting = stock.outbox_size(name)
+    if waiting:
         raise InvalidSale(
-            f"sale {name!r}: {stock.client.zcard(outbox)} reservations are on their way to "
+            f"sale {name!r}: {waiting} reservations are on their way to "
             "SQL; let the workers (and `flashsale sweep`) catch up, then rebuild"
         )
-    teardown.close(name)
+    stock.close_sale(name)
     deadline = time.monotonic() + drain_seconds
-    while stock.client.zcard(outbox):  # accepted just before the close
+    while stock.outbox_size(name):  # accepted just before the close
         if time.monotonic() > deadline:
             raise InvalidSale(
                 f"sale {name!r} is closed but reservations are still in flight after "
                 f"{drain_seconds:.0f}s; run the workers and `flashsale sweep`, then rebuild"
             )
         time.sleep(0.1)
-    teardown.remove_keys(name)
+    stock.remove_sale(name)
     return apply_sale(sessions, stock, name, spec)
 
 
@@ -186,28 +183,22 @@ def sale_status(sessions: sessionmaker[Session], stock: Stock, name: str) -> Sal
     paid in SQL, never un-paid), and counts the expired ones. A sale Redis no longer has
     (deleted, its orders kept) is read from SQL alone: its live units are SQL's, and
     what no live order holds is what remains."""
-    keys = SaleKeys(name)
     with sessions() as session:
         sale = session.get(Sale, name)
         if sale is None:
             return None
         units = _units_by_status(session, name)
-    pipe = stock.client.pipeline(transaction=True)  # one slot: MULTI/EXEC is atomic
-    pipe.hmget(keys.meta, "starts", "ends", "paused", "closed", "inflight", "total", "live")
-    pipe.get(keys.stock)
-    pipe.time()
-    meta, remaining_raw, (secs, micros) = pipe.execute()
-    in_redis = meta[5] is not None
-    total = int(meta[5]) if in_redis else sale.stock
-    live = int(meta[6] or 0) if in_redis else sale.live_units
+    redis_has = stock.sale_in_redis(name)
+    total = redis_has.total if redis_has.total is not None else sale.stock
+    live = redis_has.live if redis_has.exists else sale.live_units
     paid = units.get(OrderStatus.PAID, 0)
-    remaining = int(remaining_raw or 0) if in_redis else total - live
+    remaining = redis_has.remaining if redis_has.exists else total - live
     phase = sale_phase(
-        now_ms=int(secs) * 1000 + int(micros) // 1000,
+        now_ms=redis_has.now_ms,
         starts_ms=epoch_ms(sale.starts_at),
         ends_ms=epoch_ms(sale.ends_at),
         paused=sale.paused,
-        closed=not in_redis or meta[3] == b"1",
+        closed=not redis_has.exists or redis_has.closed,
         remaining=remaining,
     )
     return SaleStatus(
@@ -219,7 +210,7 @@ def sale_status(sessions: sessionmaker[Session], stock: Stock, name: str) -> Sal
         stock=StockFigures(
             total=total,
             remaining=remaining,
-            reserved=int(meta[4] or 0) if in_redis else 0,
+            reserved=redis_has.inflight if redis_has.exists else 0,
             pending_payment=max(0, live - paid),
             paid=min(paid, live),
             expired=int(units.get(OrderStatus.EXPIRED, 0)),

@@ -12,9 +12,9 @@ import logging
 import redis
 from sqlalchemy.orm import Session, sessionmaker
 
-from flashsale.keys import SaleKeys
+from flashsale.handoff import ORDERS_PER_MESSAGE, persist_message
 from flashsale.sales import sale_names
-from flashsale.worker.message import ORDERS_PER_MESSAGE, persist_message
+from flashsale.stock import Stock
 
 log = logging.getLogger(__name__)
 
@@ -22,22 +22,9 @@ PAGE = 1000
 DEFAULT_MAX_BACKLOG = 1000
 
 
-def stale_reservations(client: redis.Redis, sale: str, older_than_ms: int) -> list[str]:
-    secs, micros = client.time()
-    cutoff = int(secs) * 1000 + int(micros) // 1000 - older_than_ms
-    found: list[str] = []
-    while True:
-        page: list[bytes] = client.zrangebyscore(  # type: ignore[assignment]
-            SaleKeys(sale).outbox, "-inf", cutoff, start=len(found), num=PAGE
-        )
-        found.extend(member.decode() for member in page)
-        if len(page) < PAGE:
-            return found
-
-
 def sweep(
     sessions: sessionmaker[Session],
-    stock_client: redis.Redis,
+    stock: Stock,
     broker_client: redis.Redis,
     queue: str,
     older_than_seconds: float,
@@ -56,14 +43,10 @@ def sweep(
         return 0
     published = 0
     for sale in sale_names(sessions):
-        outbox = SaleKeys(sale).outbox
-        stale = stale_reservations(stock_client, sale, int(older_than_seconds * 1000))
+        stale = stock.stale_reservations(sale, int(older_than_seconds * 1000))
         for start in range(0, len(stale), PAGE):
             page = stale[start : start + PAGE]
-            secs, micros = stock_client.time()
-            now_ms = int(secs) * 1000 + int(micros) // 1000
-            # XX: an entry a worker removed meanwhile stays removed.
-            stock_client.zadd(outbox, dict.fromkeys(page, now_ms), xx=True)
+            stock.mark_handed_out(sale, page)
             pipe = broker_client.pipeline(transaction=False)
             for first in range(0, len(page), ORDERS_PER_MESSAGE):
                 chunk = page[first : first + ORDERS_PER_MESSAGE]

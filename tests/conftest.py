@@ -7,9 +7,8 @@ import os
 import shutil
 import sys
 import tempfile
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,20 +27,10 @@ from flashsale.local.storage import Storage
 from flashsale.sales import apply_sale
 from flashsale.spec import SaleSpec
 from flashsale.stock import Stock
+from tests.helpers.wait import wait_for
 
 JWT_SECRET = "test-secret-" + "x" * 32
 FLASHSALE = str(Path(sys.executable).parent / "flashsale")
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, every: float = 0.1) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        time.sleep(every)
 
 
 def descendants(pid: int) -> set[int]:
@@ -72,6 +61,7 @@ class Platform:
     env: dict[str, str]
     sessions: sessionmaker[Session]
     stock: Stock
+    redis: redis.Redis  # the same Redis, raw, for tests that look at keys themselves
 
     def sale(self, name: str | None = None, **spec: Any) -> str:
         """Create a sale with test-friendly defaults (no rate limit unless asked)."""
@@ -97,7 +87,7 @@ class Platform:
             return [dict(row) for row in rows]
 
     def remaining(self, sale: str) -> int:
-        return int(self.stock.client.get(f"fs:{{{sale}}}:stock") or 0)
+        return self.stock.remaining(sale)
 
 
 def token(user: str, ttl: int = 3600) -> str:
@@ -145,7 +135,7 @@ def platform(workdir: Path) -> Iterator[Platform]:
     env["FLASHSALE_ORDERS_PER_SECOND"] = "5000"
     client = redis.Redis.from_url(rds.url)
     try:
-        yield Platform(rds.url, pg.url, env, session_factory(pg.url), Stock(client))
+        yield Platform(rds.url, pg.url, env, session_factory(pg.url), Stock(client), client)
     finally:
         client.close()
         storage.stop()

@@ -9,6 +9,7 @@ from pathlib import Path
 import jwt
 import pytest
 
+from flashsale.stock.keys import SaleKeys
 from tests.conftest import FLASHSALE, JWT_SECRET, Platform
 
 
@@ -51,7 +52,7 @@ def test_sale_apply_refuses_a_bad_spec_and_applies_nothing(
     out = run(platform, "sale", "apply", "-f", str(path))
     assert out.returncode != 0
     assert "cli-bad" in out.stderr and "stock" in out.stderr
-    assert platform.stock.client.exists("fs:{cli-good}:meta") == 0
+    assert platform.redis.exists(SaleKeys("cli-good").meta) == 0
 
 
 def test_sale_list_and_status_tables(platform: Platform) -> None:
@@ -75,7 +76,7 @@ def test_sale_apply_names_the_bad_field(platform: Platform, workdir: Path) -> No
     out = run(platform, "sale", "apply", "-f", str(path))
     assert out.returncode == 1
     assert "spec.stok: Extra inputs are not permitted (unknown field)" in out.stderr
-    assert platform.stock.client.exists("fs:{cli-typo}:meta") == 0
+    assert platform.redis.exists(SaleKeys("cli-typo").meta) == 0
 
 
 @pytest.mark.parametrize(

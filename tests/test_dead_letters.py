@@ -9,13 +9,13 @@ from typing import Any
 
 from sqlalchemy import text
 
-from flashsale.keys import SaleKeys
+from flashsale.handoff import persist_message, persist_template
 from flashsale.orders import OrderClosed, get_order, pay_order
 from flashsale.persist import persist_reservations
 from flashsale.sales import sale_status
 from flashsale.settings import Settings
 from flashsale.stock import Outcome, Purchase
-from flashsale.worker.message import persist_message, persist_template
+from flashsale.stock.keys import SaleKeys
 from tests.conftest import Platform, Process, wait_for
 
 QUEUE = Settings().queue
@@ -61,7 +61,7 @@ def test_one_unstorable_reservation_does_not_hold_back_its_message(platform: Pla
     ids = reserve_with(platform, sale, users)
     poisoned = {ids[users.index(p)] for p in POISONS}
     # And one whose user id Redis holds as bytes that are not UTF-8 at all.
-    k, client = SaleKeys(sale), platform.stock.client
+    k, client = SaleKeys(sale), platform.redis
     client.hset(k.reservation(ids[20]), "user", b"\xed\xa0\x80 surrogate")
     client.hdel(k.held, users[20])
     client.hset(k.held, b"\xed\xa0\x80 surrogate", 1)
@@ -93,7 +93,7 @@ def test_a_row_postgresql_refuses_is_found_and_put_aside(platform: Platform) -> 
     reservation is tried alone, and only the culprit becomes a dead letter."""
     sale = platform.sale(stock=10, perUserLimit=1)
     ids = reserve_with(platform, sale, [f"u{i}" for i in range(6)])
-    platform.stock.client.hset(SaleKeys(sale).reservation(ids[2]), "expires_at", "9" * 19)
+    platform.redis.hset(SaleKeys(sale).reservation(ids[2]), "expires_at", "9" * 19)
 
     statuses = persist_reservations(platform.sessions, platform.stock, sale, ids)
 
@@ -115,7 +115,7 @@ def test_a_dead_letter_reads_as_rejected_and_cannot_be_paid(platform: Platform) 
         assert closed.status == "rejected"
     else:
         raise AssertionError("a dead letter was paid")
-    view = get_order(platform.sessions, platform.stock.client, "tab\tuser", order)
+    view = get_order(platform.sessions, platform.stock, "tab\tuser", order)
     assert view.status == "rejected"
     assert platform.remaining(sale) == 5
 
@@ -129,7 +129,7 @@ def test_the_worker_stores_the_rest_and_puts_garbage_aside(
     users = [f"w-{i}" for i in range(60)]
     users.insert(10, POISONS[0])
     ids = reserve_with(platform, sale, users, QUEUE)
-    client = platform.stock.client
+    client = platform.redis
     client.lpush(QUEUE, b"\x00 not a message at all")
     client.lpush(QUEUE, persist_message("Not A Sale!", ["x"], QUEUE))
     later = reserve_with(platform, sale, ["after-garbage"], QUEUE)

@@ -10,7 +10,6 @@ import httpx
 from flashsale.orders import pay_order
 from flashsale.persist import persist_reservations
 from flashsale.sales import sale_status
-from flashsale.teardown import Teardown
 from tests.conftest import Platform
 
 
@@ -25,9 +24,8 @@ def test_a_deleted_sale_keeps_figures_that_add_up(platform: Platform, api: str) 
     pay_order(platform.sessions, platform.stock, "ann", orders[0])
 
     # What the operator's finalizer does on `kubectl delete`.
-    teardown = Teardown(platform.stock.client)
-    teardown.close(sale)
-    teardown.remove_keys(sale)
+    platform.stock.close_sale(sale)
+    platform.stock.remove_sale(sale)
 
     status = sale_status(platform.sessions, platform.stock, sale)
     assert status is not None

@@ -93,34 +93,34 @@ def pace_key(monkeypatch: pytest.MonkeyPatch, platform: Platform) -> Iterator[st
     key = f"test:worker-pace:{uuid.uuid4().hex}"
     monkeypatch.setattr(pacing, "WORKER_PACE_KEY", key)
     yield key
-    platform.stock.client.delete(key)
+    platform.redis.delete(key)
 
 
 def test_no_key_means_the_default(platform: Platform, pace_key: str, fake: FakeTime) -> None:
-    pace = WorkerPace(platform.stock.client, 50.0, clock=fake.clock)
+    pace = WorkerPace(platform.redis, 50.0, clock=fake.clock)
     assert pace.per_second() == 50.0
 
 
 def test_the_key_sets_the_pace(platform: Platform, pace_key: str, fake: FakeTime) -> None:
-    platform.stock.client.set(pace_key, "200")
-    assert WorkerPace(platform.stock.client, 50.0, clock=fake.clock).per_second() == 200.0
-    platform.stock.client.set(pace_key, "12.5")
-    assert WorkerPace(platform.stock.client, 50.0, clock=fake.clock).per_second() == 12.5
+    platform.redis.set(pace_key, "200")
+    assert WorkerPace(platform.redis, 50.0, clock=fake.clock).per_second() == 200.0
+    platform.redis.set(pace_key, "12.5")
+    assert WorkerPace(platform.redis, 50.0, clock=fake.clock).per_second() == 12.5
 
 
 @pytest.mark.parametrize("raw", ["abc", "-5", "0", "", "nan"])
 def test_an_invalid_pace_falls_back_to_the_default(
     platform: Platform, pace_key: str, fake: FakeTime, raw: str
 ) -> None:
-    platform.stock.client.set(pace_key, raw)
-    pace = WorkerPace(platform.stock.client, 50.0, clock=fake.clock)
+    platform.redis.set(pace_key, raw)
+    pace = WorkerPace(platform.redis, 50.0, clock=fake.clock)
     assert pace.per_second() == 50.0
 
 
 def test_the_key_is_read_again_only_after_the_refresh_interval(
     platform: Platform, pace_key: str, fake: FakeTime
 ) -> None:
-    client = platform.stock.client
+    client = platform.redis
     client.set(pace_key, "200")
     pace = WorkerPace(client, 50.0, clock=fake.clock)
     assert pace.per_second() == 200.0
@@ -157,7 +157,7 @@ def test_an_unreachable_redis_keeps_the_last_pace(
 def test_a_bucket_follows_the_pace_read_from_redis(
     platform: Platform, pace_key: str, fake: FakeTime
 ) -> None:
-    client = platform.stock.client
+    client = platform.redis
     client.set(pace_key, "20")
     pace = WorkerPace(client, 1000.0, clock=fake.clock)
     steps = TokenBucket(pace.per_second, clock=fake.clock, sleep=fake.sleep)

@@ -8,7 +8,6 @@ import uuid
 import pytest
 from sqlalchemy import text
 
-from flashsale.keys import SaleKeys
 from flashsale.orders import (
     OrderClosed,
     UnknownOrder,
@@ -19,6 +18,7 @@ from flashsale.persist import persist_reservation
 from flashsale.reaper import reap
 from flashsale.sales import sale_status
 from flashsale.stock import Outcome
+from flashsale.stock.keys import SaleKeys
 from tests.conftest import Platform
 
 
@@ -35,7 +35,7 @@ def pay(platform: Platform, user: str, order_id: str) -> str:
 
 
 def status_of(platform: Platform, user: str, order_id: str) -> str:
-    return get_order(platform.sessions, platform.stock.client, user, order_id).status
+    return get_order(platform.sessions, platform.stock, user, order_id).status
 
 
 def assert_at_rest(platform: Platform, sale: str) -> None:
@@ -57,7 +57,7 @@ def test_paying_a_reservation_only_in_redis_persists_it(platform: Platform) -> N
     assert str(rows[0]["id"]) == order_id
     assert (rows[0]["user_id"], rows[0]["quantity"], rows[0]["status"]) == ("alice", 2, "paid")
     keys = SaleKeys(sale)
-    client = platform.stock.client
+    client = platform.redis
     assert client.zscore(keys.outbox, order_id) is None
     assert int(client.hget(keys.meta, "inflight")) == 0
     assert status_of(platform, "alice", order_id) == "paid"
@@ -81,7 +81,7 @@ def test_another_user_cannot_see_or_pay(platform: Platform) -> None:
 
     # Still only in Redis: another user neither sees it nor makes it persist.
     with pytest.raises(UnknownOrder):
-        get_order(platform.sessions, platform.stock.client, "mallory", order_id)
+        get_order(platform.sessions, platform.stock, "mallory", order_id)
     with pytest.raises(UnknownOrder):
         pay(platform, "mallory", order_id)
     assert platform.orders(sale) == []

@@ -15,31 +15,15 @@ from pathlib import Path
 
 from sqlalchemy import text
 
-from flashsale.keys import SaleKeys
 from flashsale.orders import OrderClosed, pay_order
 from flashsale.persist import persist_reservation
 from flashsale.reaper import ReapReport, expire_due, reap
 from flashsale.sales import sale_status
-from flashsale.stock import Outcome
+from flashsale.stock.keys import SaleKeys
 from tests.conftest import Platform, Process, wait_for
+from tests.helpers.orders import make_due, order, reserve, restored
 
 REPORT = re.compile(r"expired (\d+) orders, returned (\d+) to stock")
-
-
-def reserve(platform: Platform, sale: str, user: str, qty: int = 1) -> str:
-    """A reservation in Redis only (no task message), as if the worker had not run yet."""
-    order_id = str(uuid.uuid4())
-    result = platform.stock.reserve(sale, user, qty, order_id)
-    assert result.outcome == Outcome.ACCEPTED, result
-    return order_id
-
-
-def order(platform: Platform, sale: str, user: str, qty: int = 1) -> str:
-    """A reservation persisted as a pending_payment order, as a worker would."""
-    order_id = reserve(platform, sale, user, qty)
-    status = persist_reservation(platform.sessions, platform.stock, sale, order_id)
-    assert status == "pending_payment"
-    return order_id
 
 
 def many_orders(platform: Platform, sale: str, count: int) -> list[str]:
@@ -54,23 +38,8 @@ def many_orders(platform: Platform, sale: str, count: int) -> list[str]:
     return ids
 
 
-def make_due(platform: Platform, sale: str) -> None:
-    with platform.sessions.begin() as session:
-        session.execute(
-            text(
-                "UPDATE orders SET expires_at = now() - interval '1 second' "
-                "WHERE sale = :s AND status = 'pending_payment'"
-            ),
-            {"s": sale},
-        )
-
-
 def statuses(platform: Platform, sale: str) -> dict[str, str]:
     return {str(row["id"]): row["status"] for row in platform.orders(sale)}
-
-
-def restored(platform: Platform, sale: str) -> set[str]:
-    return {m.decode() for m in platform.stock.client.smembers(SaleKeys(sale).restored)}
 
 
 def live_units(platform: Platform, sale: str) -> int:
@@ -92,7 +61,7 @@ def assert_all_returned_once(platform: Platform, sale: str, ids: list[str], tota
     assert all(row["restored_at"] is not None for row in rows)
     assert restored(platform, sale) == set(ids)
     assert platform.remaining(sale) == total
-    assert platform.stock.client.hlen(SaleKeys(sale).held) == 0
+    assert platform.redis.hlen(SaleKeys(sale).held) == 0
     assert live_units(platform, sale) == 0
     assert_at_rest(platform, sale)
 
@@ -117,7 +86,7 @@ def test_expired_order_returns_units_once(platform: Platform) -> None:
     assert statuses(platform, sale) == {late: "expired", payer: "paid"}
     assert platform.remaining(sale) == 4
     assert restored(platform, sale) == {late}
-    assert platform.stock.client.hget(SaleKeys(sale).held, "alice") is None
+    assert platform.redis.hget(SaleKeys(sale).held, "alice") is None
     assert live_units(platform, sale) == 1
 
     assert reap(platform.sessions, platform.stock) == ReapReport(expired=0, restored=0)
@@ -299,7 +268,7 @@ def test_reaper_killed_halfway_then_rerun(platform: Platform, tmp_path: Path) ->
     sale = platform.sale(stock=total)
     ids = many_orders(platform, sale, total)
     make_due(platform, sale)
-    client = platform.stock.client
+    client = platform.redis
 
     env = {**platform.env, "FLASHSALE_REAP_BATCH_SIZE": "3"}
 

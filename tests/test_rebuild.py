@@ -7,19 +7,19 @@ import uuid
 
 import pytest
 
-from flashsale.keys import SaleKeys
 from flashsale.orders import pay_order
 from flashsale.persist import persist_reservation
 from flashsale.reaper import expire_due, reap
 from flashsale.sales import InvalidSale, apply_sale, rebuild_sale, sale_status
 from flashsale.spec import SaleSpec
 from flashsale.stock import Outcome
+from flashsale.stock.keys import SaleKeys
 from tests.conftest import Platform
-from tests.test_reaper import make_due, order, reserve, restored
+from tests.helpers.orders import make_due, order, reserve, restored
 
 
 def forget_sale(platform: Platform, sale: str) -> None:
-    client = platform.stock.client
+    client = platform.redis
     keys = list(client.scan_iter(match=SaleKeys(sale).pattern))
     assert keys
     client.delete(*keys)
@@ -71,7 +71,7 @@ def test_a_rebuilt_sale_cannot_drop_below_what_sql_sold(platform: Platform) -> N
         assert "3 units are in orders" in str(exc)
     else:
         raise AssertionError("stock below the sold units was accepted")
-    assert not platform.stock.client.exists(SaleKeys(sale).meta)
+    assert not platform.redis.exists(SaleKeys(sale).meta)
 
 
 def test_rebuild_waits_for_nothing_in_flight(platform: Platform) -> None:
@@ -83,7 +83,7 @@ def test_rebuild_waits_for_nothing_in_flight(platform: Platform) -> None:
         rebuild_sale(platform.sessions, platform.stock, sale)
     assert platform.remaining(sale) == 3  # untouched, still selling
     persist_reservation(platform.sessions, platform.stock, sale, in_flight)
-    platform.stock.client.set(SaleKeys(sale).stock, 5)  # Redis "forgot" both sales
+    platform.redis.set(SaleKeys(sale).stock, 5)  # Redis "forgot" both sales
     assert rebuild_sale(platform.sessions, platform.stock, sale) == 3
     assert platform.stock.reserve(sale, "eve", 1, str(uuid.uuid4())).outcome == (
         Outcome.LIMIT_REACHED

@@ -10,9 +10,9 @@ from typing import Any
 
 import aiohttp
 
-from flashsale.keys import SaleKeys
 from flashsale.reaper import reap
 from flashsale.sales import sale_status
+from flashsale.stock.keys import SaleKeys
 from tests.conftest import Platform, auth, wait_for
 
 STOCK = 60
@@ -71,7 +71,7 @@ async def test_sale_day(platform: Platform, api: str, worker) -> None:
         "pending_payment": STOCK - len(payers),
     }
     # Every expired order returned its units exactly once.
-    restored = platform.stock.client.smembers(SaleKeys(sale).restored)
+    restored = platform.redis.smembers(SaleKeys(sale).restored)
     expired = {str(r["id"]) for r in rows if r["status"] == "expired"}
     assert {m.decode() for m in restored} == expired
     assert all(r["restored_at"] is not None for r in rows if r["status"] == "expired")

@@ -17,8 +17,9 @@ import redis
 import redis.asyncio
 
 from flashsale.embedded import RedisServer, free_port
+from flashsale.handoff import persist_args
 from flashsale.stock import AsyncStock, Outcome, SaleLimits, Stock
-from flashsale.worker.message import persist_args
+from flashsale.stock.keys import SaleKeys
 from tests.conftest import Platform
 
 LIMITS = SaleLimits(
@@ -55,7 +56,7 @@ async def test_concurrent_calls_get_their_own_results(
         if result.outcome is Outcome.ACCEPTED:
             # Its own order id, recorded for its own user.
             assert result.order_id == order
-            stored = platform.stock.client.hget(f"fs:{{{sale}}}:r:{order}", "user")
+            stored = platform.redis.hget(SaleKeys(sale).reservation(order), "user")
             assert stored == user.encode()
     assert platform.remaining(sale) == 0
 
@@ -85,7 +86,7 @@ async def test_a_call_sent_again_after_noscript_is_counted_once(platform: Platfo
     counted: list[int] = []
     stock = AsyncStock(client, on_call=counted.append)
     try:
-        platform.stock.client.script_flush()
+        platform.redis.script_flush()
         result = await stock.reserve(sale, "cy", 1, str(uuid.uuid4()))
     finally:
         await client.aclose()
@@ -96,7 +97,7 @@ async def test_a_call_sent_again_after_noscript_is_counted_once(platform: Platfo
 async def test_script_cache_flushed_mid_sale(platform: Platform, fast_stock: AsyncStock) -> None:
     sale = platform.sale(stock=10, perUserLimit=10)
     assert (await fast_stock.reserve(sale, "bo", 1, str(uuid.uuid4()))).outcome is Outcome.ACCEPTED
-    platform.stock.client.script_flush()  # as after a Redis restart or failover
+    platform.redis.script_flush()  # as after a Redis restart or failover
     results = await asyncio.gather(
         *(fast_stock.reserve(sale, "bo", 1, str(uuid.uuid4())) for _ in range(4))
     )
@@ -142,8 +143,9 @@ async def test_a_redis_that_stops_answering_times_the_batch_out() -> None:
 def test_packed_calls_are_byte_for_byte_what_redis_py_sends() -> None:
     from redis.asyncio.connection import Connection
 
-    from flashsale.stock import Purchase, _Encoded, _pack_call, reserve_call
-    from flashsale.worker.message import MessageTemplate
+    from flashsale.handoff import MessageTemplate
+    from flashsale.stock.calls import Purchase, reserve_call
+    from flashsale.stock.hotpath import _Encoded, _pack_call
 
     purchases = [Purchase("üser", 3, str(uuid.uuid4()), "key-1"), Purchase("b", 1, "o-2")]
     template = MessageTemplate(b"\x00head\r\n", b"tail\r\n")
@@ -203,8 +205,8 @@ async def test_a_call_reaching_redis_after_its_deadline_decides_nothing(
         finally:
             os.kill(server.proc.pid, signal.SIGCONT)
         time.sleep(0.3)  # Redis now runs what was waiting in its socket buffers
-        assert int(seed.get("fs:{s}:stock") or 0) == LIMITS.total
-        assert seed.zcard("fs:{s}:outbox") == 0
+        assert int(seed.get(SaleKeys("s").stock) or 0) == LIMITS.total
+        assert seed.zcard(SaleKeys("s").outbox) == 0
         # And a call in time still goes through.
         result = await stock.reserve("s", "late-bird", 1, str(uuid.uuid4()))
         assert result.outcome is Outcome.ACCEPTED
@@ -232,10 +234,10 @@ async def test_script_handoff_queues_one_message_per_sale_and_batch(platform: Pl
             assert result.order_id is not None
             accepted[sale].append(result.order_id)
     assert [len(accepted[first]), len(accepted[second])] == [3, 4]
-    queued = sorted(persist_args(raw) for raw in platform.stock.client.lrange(queue, 0, -1))
+    queued = sorted(persist_args(raw) for raw in platform.redis.lrange(queue, 0, -1))
     # One tick, one call per sale: one message each, with exactly the accepted ids.
     assert queued == sorted([(first, accepted[first]), (second, accepted[second])])
-    platform.stock.client.delete(queue)
+    platform.redis.delete(queue)
 
 
 async def test_publish_handoff_hands_on_accepted_new_orders_before_answering(

@@ -12,12 +12,12 @@ from pathlib import Path
 import orjson
 import pytest
 
-from flashsale.keys import SaleKeys
+from flashsale.handoff import persist_args
 from flashsale.orders import get_order
 from flashsale.settings import Settings
 from flashsale.stock import Outcome
+from flashsale.stock.keys import SaleKeys
 from flashsale.sweeper import sweep
-from flashsale.worker.message import persist_args
 from tests.conftest import Platform, Process, wait_for
 
 QUEUE = Settings().queue
@@ -28,7 +28,7 @@ def private_queue(platform: Platform) -> Iterator[str]:
     """A queue of the test's own, which no worker reads; removed after the test."""
     name = f"test-sweep-{uuid.uuid4().hex}"
     yield name
-    platform.stock.client.delete(name)
+    platform.redis.delete(name)
 
 
 def reserve_without_message(platform: Platform, sale: str, user: str) -> str:
@@ -40,18 +40,18 @@ def reserve_without_message(platform: Platform, sale: str, user: str) -> str:
 
 
 def in_outbox(platform: Platform, sale: str, order_id: str) -> bool:
-    return platform.stock.client.zscore(SaleKeys(sale).outbox, order_id) is not None
+    return platform.redis.zscore(SaleKeys(sale).outbox, order_id) is not None
 
 
 def inflight(platform: Platform, sale: str) -> int:
-    return int(platform.stock.client.hget(SaleKeys(sale).meta, "inflight") or 0)
+    return int(platform.redis.hget(SaleKeys(sale).meta, "inflight") or 0)
 
 
 def queued_args(platform: Platform, queue: str, skip: bytes = b"") -> list[tuple[str, list[str]]]:
     """The (sale, order ids) of every persist message waiting on `queue`, skipping
     placeholder entries equal to `skip`."""
     found = []
-    for raw in platform.stock.client.lrange(queue, 0, -1):
+    for raw in platform.redis.lrange(queue, 0, -1):
         if raw == skip:
             continue
         assert orjson.loads(raw)["headers"]["task"] == "flashsale.persist_orders"
@@ -73,7 +73,7 @@ def assert_persisted_once(platform: Platform, sale: str, order_id: str, user: st
     assert str(rows[0]["id"]) == order_id
     assert (rows[0]["user_id"], rows[0]["status"]) == (user, "pending_payment")
     assert inflight(platform, sale) == 0
-    assert get_order(platform.sessions, platform.stock.client, user, order_id).status == (
+    assert get_order(platform.sessions, platform.stock, user, order_id).status == (
         "pending_payment"
     )
 
@@ -88,9 +88,7 @@ def test_lost_publish_is_swept_by_the_command(
     assert platform.orders(sale) == []
     assert in_outbox(platform, sale, order_id)
     assert inflight(platform, sale) == 1
-    assert get_order(platform.sessions, platform.stock.client, "alice", order_id).status == (
-        "reserved"
-    )
+    assert get_order(platform.sessions, platform.stock, "alice", order_id).status == ("reserved")
 
     sweeper = Process(["sweep", "--older-than", "0"], platform.env, tmp_path / "sweep.log")
     sweeper.start()
@@ -116,12 +114,12 @@ def test_sweep_function_publishes_twice_yet_one_order(
 ) -> None:
     sale = platform.sale(stock=3)
     order_id = reserve_without_message(platform, sale, "bob")
-    client = platform.stock.client
+    client = platform.redis
 
     # Two sweeps before any worker acts (onto a queue no worker reads, so the worker
     # cannot win the race between them): the same reservation goes out twice.
-    assert sweep(platform.sessions, client, client, private_queue, 0) >= 1
-    assert sweep(platform.sessions, client, client, private_queue, 0) >= 1
+    assert sweep(platform.sessions, platform.stock, client, private_queue, 0) >= 1
+    assert sweep(platform.sessions, platform.stock, client, private_queue, 0) >= 1
     assert times_queued(platform, private_queue, sale, order_id) == 2
     task_ids = [
         orjson.loads(raw)["headers"]["id"]
@@ -146,19 +144,19 @@ def test_young_entry_is_not_republished(
 ) -> None:
     sale = platform.sale(stock=3)
     order_id = reserve_without_message(platform, sale, "carol")
-    client = platform.stock.client
-    sweep(platform.sessions, client, client, private_queue, 60)
+    client = platform.redis
+    sweep(platform.sessions, platform.stock, client, private_queue, 60)
     assert times_queued(platform, private_queue, sale, order_id) == 0
 
     # The same threshold on the real queue: still nothing reaches the worker.
-    sweep(platform.sessions, client, client, QUEUE, 60)
+    sweep(platform.sessions, platform.stock, client, QUEUE, 60)
     time.sleep(0.8)
     assert platform.orders(sale) == []
     assert in_outbox(platform, sale, order_id)
 
     # Once it is older than the threshold it goes out.
     time.sleep(0.3)
-    sweep(platform.sessions, client, client, private_queue, 1)
+    sweep(platform.sessions, platform.stock, client, private_queue, 1)
     assert times_queued(platform, private_queue, sale, order_id) == 1
 
 
@@ -168,23 +166,23 @@ def test_a_republished_entry_waits_a_full_threshold_again(
     """Workers behind schedule must not get the same reservation on every sweep."""
     sale = platform.sale(stock=3)
     order_id = reserve_without_message(platform, sale, "dina")
-    client = platform.stock.client
+    client = platform.redis
     time.sleep(1.1)
-    sweep(platform.sessions, client, client, private_queue, 1)
-    sweep(platform.sessions, client, client, private_queue, 1)  # too soon: not again
+    sweep(platform.sessions, platform.stock, client, private_queue, 1)
+    sweep(platform.sessions, platform.stock, client, private_queue, 1)  # too soon: not again
     assert times_queued(platform, private_queue, sale, order_id) == 1
     assert in_outbox(platform, sale, order_id)
     time.sleep(1.1)
-    sweep(platform.sessions, client, client, private_queue, 1)
+    sweep(platform.sessions, platform.stock, client, private_queue, 1)
     assert times_queued(platform, private_queue, sale, order_id) == 2
 
 
 def test_sweep_waits_while_the_workers_are_behind(platform: Platform, private_queue: str) -> None:
     sale = platform.sale(stock=3)
     order_id = reserve_without_message(platform, sale, "eli")
-    client = platform.stock.client
+    client = platform.redis
     client.lpush(private_queue, *[b"waiting"] * 5)
-    assert sweep(platform.sessions, client, client, private_queue, 0, max_backlog=4) == 0
+    assert sweep(platform.sessions, platform.stock, client, private_queue, 0, max_backlog=4) == 0
     assert client.lrange(private_queue, 0, -1) == [b"waiting"] * 5
-    assert sweep(platform.sessions, client, client, private_queue, 0, max_backlog=5) >= 1
+    assert sweep(platform.sessions, platform.stock, client, private_queue, 0, max_backlog=5) >= 1
     assert times_queued(platform, private_queue, sale, order_id, skip=b"waiting") == 1

@@ -12,13 +12,13 @@ import orjson
 import pytest
 from sqlalchemy import text
 
-from flashsale.keys import SaleKeys
+from flashsale.handoff import persist_args, persist_template
 from flashsale.orders import OrderClosed, get_order, pay_order
 from flashsale.persist import persist_reservation
 from flashsale.sales import sale_status
 from flashsale.settings import Settings
 from flashsale.stock import Outcome
-from flashsale.worker.message import persist_args, persist_template
+from flashsale.stock.keys import SaleKeys
 from tests.conftest import Platform, Process, wait_for
 
 QUEUE = Settings().queue
@@ -44,7 +44,7 @@ def wait_succeeded(worker: Process, tid: str, times: int = 1) -> None:
 
 
 def meta(platform: Platform, sale: str, field: str) -> int | None:
-    raw = platform.stock.client.hget(SaleKeys(sale).meta, field)
+    raw = platform.redis.hget(SaleKeys(sale).meta, field)
     return None if raw is None else int(raw)
 
 
@@ -71,7 +71,7 @@ def test_reservation_message_becomes_an_order(platform: Platform, worker: Proces
     assert (row["user_id"], row["quantity"], row["status"]) == ("alice", 1, "pending_payment")
 
     wait_succeeded(worker, task_id(message))
-    client = platform.stock.client
+    client = platform.redis
     assert client.zscore(SaleKeys(sale).outbox, order_id) is None
     assert meta(platform, sale, "inflight") == 0
     assert client.hget(SaleKeys(sale).reservation(order_id), "state") == b"persisted"
@@ -84,7 +84,7 @@ def test_reservation_message_becomes_an_order(platform: Platform, worker: Proces
 def test_duplicate_delivery_makes_one_order(platform: Platform, worker: Process) -> None:
     sale = platform.sale(stock=3, perUserLimit=2)
     order_id, message = reserve(platform, sale, "bob", qty=2)
-    client = platform.stock.client
+    client = platform.redis
     for _ in range(3):
         client.lpush(QUEUE, message)
 
@@ -133,7 +133,7 @@ def test_sql_guard_rejects_what_redis_oversold(platform: Platform, worker: Proce
     statuses = sorted(row["status"] for row in rows)
     assert statuses == ["pending_payment", "rejected", "rejected"], rows
     assert sale_row(platform, sale) == {"stock": 1, "live_units": 1}
-    client = platform.stock.client
+    client = platform.redis
     assert client.zcard(SaleKeys(sale).outbox) == 0
 
     rejected = [row for row in rows if row["status"] == "rejected"]
@@ -212,7 +212,7 @@ def test_a_message_of_the_earlier_one_order_task_is_persisted(
     order_id = str(uuid.uuid4())
     assert platform.stock.reserve(sale, "gus", 1, order_id).outcome is Outcome.ACCEPTED
     assert persist_args(legacy_message(sale, order_id)) == (sale, [order_id])
-    platform.stock.client.lpush(QUEUE, legacy_message(sale, order_id))
+    platform.redis.lpush(QUEUE, legacy_message(sale, order_id))
     rows = wait_for(lambda: platform.orders(sale), timeout=30)
     assert [str(row["id"]) for row in rows] == [order_id]
     wait_for(lambda: meta(platform, sale, "inflight") == 0, timeout=30)

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import redis
 
+from flashsale.handoff import persist_message
 from flashsale.stock import Outcome
-from flashsale.worker.message import persist_message
 from flashsale.worker.pacing import BURST_SECONDS, REFRESH_SECONDS, WORKER_PACE_KEY
 from tests.conftest import Platform, Process, wait_for
 

@@ -25,15 +25,15 @@ def test_closing_a_dropped_channel_restores_its_unacked_messages(platform: Platf
         channel.queue_declare(queue)
         channel.basic_publish(channel.prepare_message("hello"), exchange="", routing_key=queue)
         assert channel.basic_get(queue, no_ack=False) is not None
-        assert platform.stock.client.llen(queue) == 0
+        assert platform.redis.llen(queue) == 0
         # What a lost broker connection leaves: the transport no longer knows its client.
         # kombu's own channel then fails to close with AttributeError.
         channel.connection.client = None
         channel.close()
-    [restored] = [orjson.loads(raw) for raw in platform.stock.client.lrange(queue, 0, -1)]
+    [restored] = [orjson.loads(raw) for raw in platform.redis.lrange(queue, 0, -1)]
     assert base64.b64decode(restored["body"]) == b"hello"
     assert restored["headers"]["redelivered"] is True
-    platform.stock.client.delete(queue)
+    platform.redis.delete(queue)
 
 
 def test_a_channel_closes_when_its_broker_is_gone() -> None:

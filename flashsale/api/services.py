@@ -11,15 +11,15 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
+from flashsale import clients
 from flashsale.api.auth import TokenVerifier
 from flashsale.api.metrics import HANDOFF_FAILURES, RESERVE_CALL_PURCHASES
 from flashsale.api.soldout import SoldOutFlags
-from flashsale.db.engine import session_factory
 from flashsale.figures import CachedFigures, FiguresReader, PlatformCollector
+from flashsale.handoff import persist_message
 from flashsale.orders import RESERVED, UnknownOrder, get_order
 from flashsale.settings import Settings
 from flashsale.stock import AsyncStock, Publish, Stock
-from flashsale.worker.message import persist_message
 
 log = logging.getLogger(__name__)
 
@@ -53,25 +53,10 @@ class Services:
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
-        redis_url = settings.require_redis_url()
-        broker_url = settings.effective_broker_url or redis_url
-        aredis = AsyncRedis.from_url(
-            redis_url,
-            socket_timeout=2,
-            socket_connect_timeout=2,
-            max_connections=512,
-            health_check_interval=30,
-        )
-        broker = (
-            aredis
-            if broker_url == redis_url
-            else AsyncRedis.from_url(
-                broker_url,
-                socket_timeout=settings.publish_timeout_seconds,
-                socket_connect_timeout=settings.publish_timeout_seconds,
-            )
-        )
-        sessions = session_factory(settings.require_database_url())
+        aredis = clients.async_stock_redis(settings)
+        same = (settings.effective_broker_url or settings.redis_url) == settings.redis_url
+        broker = aredis if same else clients.async_broker_redis(settings)
+        sessions = clients.database(settings)
         figures = FiguresReader.from_settings(settings, sessions)
         return cls(
             settings=settings,
@@ -85,15 +70,10 @@ class Services:
             broker=broker,
             figures=figures,
             platform_figures=PlatformCollector(CachedFigures(figures.read)),
-            fast_stock=AsyncStock(
-                aredis,
-                queue=settings.queue if settings.script_handoff else "",
-                publish=None if settings.script_handoff else publisher(broker, settings.queue),
-                on_call=RESERVE_CALL_PURCHASES.observe,
+            fast_stock=clients.hot_path_stock(
+                settings, aredis, publisher(broker, settings.queue), RESERVE_CALL_PURCHASES.observe
             ),
-            stock=Stock(
-                redis.Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=2)
-            ),
+            stock=clients.stock(settings),
             sessions=sessions,
             sold_out=SoldOutFlags(settings.sold_out_cache_seconds),
         )
@@ -102,9 +82,7 @@ class Services:
         """The status of one of the user's orders now; `reserved` when it cannot be read
         (the answer that was true when the order was made)."""
         try:
-            view = await run_in_threadpool(
-                get_order, self.sessions, self.stock.client, user, order_id
-            )
+            view = await run_in_threadpool(get_order, self.sessions, self.stock, user, order_id)
         except (UnknownOrder, redis.RedisError, DBAPIError) as exc:
             log.warning("status of order %s unreadable, answering reserved: %r", order_id, exc)
             return RESERVED
@@ -114,5 +92,5 @@ class Services:
         await self.redis.aclose()
         if self.broker is not self.redis:
             await self.broker.aclose()
-        self.stock.client.close()
+        self.stock.close()
         self.figures.close()

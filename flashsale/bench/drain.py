@@ -35,15 +35,11 @@ def drain_backlog(
         drained = scenarios.wait_for_drain(p.database_url, sale, count, started, timeout)
         # Give the last acknowledgements (after each commit) a moment to land.
         deadline = time.monotonic() + 10
-        while (
-            drained.complete
-            and time.monotonic() < deadline
-            and p.stock.client.zcard(f"fs:{{{sale}}}:outbox")
-        ):
+        while drained.complete and time.monotonic() < deadline and p.stock.outbox_size(sale):
             time.sleep(0.1)
     finally:
         worker.stop()
-    run.check(check_persisted(p.stock.client, p.sessions, name, sale, order_ids))
+    run.check(check_persisted(p.stock, p.sessions, name, sale, order_ids))
     p.drop_sale_keys(sale)
     return drained
 

@@ -61,14 +61,14 @@ def http_figures(run: Run, server: str, with_sold_out: bool = True) -> dict[str,
             live["in_flight"] += connections
             run.check(
                 check_admission(
-                    p.stock.client,
+                    p.stock,
                     f"reservation/{server}/c{connections}",
                     live["sale"],
                     live["accepted"],
                     live["in_flight"],
                 )
             )
-            p.stock.client.unlink(scenarios.QUEUE)  # no workers here: drop the task messages
+            p.redis.unlink(scenarios.QUEUE)  # no workers here: drop the task messages
             purchases, calls = reserve_calls(api.base)
             before = live["calls"]
             per_call[str(connections)] = round(
@@ -94,7 +94,7 @@ def http_figures(run: Run, server: str, with_sold_out: bool = True) -> dict[str,
                 lambda c: Load(api.base + path, c, o.seconds, "POST", run.tokens),
                 409,
                 lambda _, c: run.check(
-                    check_admission(p.stock.client, f"sold_out/{server}/c{c}", sold_out, 0)
+                    check_admission(p.stock, f"sold_out/{server}/c{c}", sold_out, 0)
                 ),
                 api.pids,
             )

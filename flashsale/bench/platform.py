@@ -14,7 +14,6 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from flashsale.db.engine import session_factory
 from flashsale.embedded import PostgresServer, RedisServer
-from flashsale.keys import SaleKeys
 from flashsale.local.storage import Storage
 from flashsale.sales import apply_sale
 from flashsale.spec import SaleSpec
@@ -30,6 +29,7 @@ class BenchPlatform:
     postgres: PostgresServer
     sessions: sessionmaker[Session]
     stock: Stock
+    redis: redis.Redis  # the same Redis, raw: the benchmark measures it and its queues
     keep: bool = False
     sales: list[str] = field(default_factory=list)
 
@@ -44,7 +44,7 @@ class BenchPlatform:
         assert storage.redis is not None and storage.postgres is not None
         rds, pg = storage.redis, storage.postgres
         client = redis.Redis.from_url(rds.url, socket_timeout=30)
-        return cls(workdir, rds, pg, session_factory(pg.url), Stock(client), keep)
+        return cls(workdir, rds, pg, session_factory(pg.url), Stock(client), client, keep)
 
     @property
     def redis_url(self) -> str:
@@ -71,20 +71,12 @@ class BenchPlatform:
 
     def drop_sale_keys(self, name: str, queue: str | None = None) -> None:
         """Free a finished run's Redis memory (its keys, and the task queue if named)."""
-        client = self.stock.client
-        batch = []
-        for key in client.scan_iter(SaleKeys(name).pattern, count=10_000):
-            batch.append(key)
-            if len(batch) >= 10_000:
-                client.unlink(*batch)
-                batch.clear()
-        if batch:
-            client.unlink(*batch)
+        self.stock.remove_sale(name)
         if queue:
-            client.unlink(queue)
+            self.redis.unlink(queue)
 
     def close(self) -> None:
-        self.stock.client.close()
+        self.stock.close()
         self.redis_server.stop()
         self.postgres.stop()
         if not self.keep:

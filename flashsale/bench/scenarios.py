@@ -16,8 +16,9 @@ import redis
 
 from flashsale.bench.platform import BenchPlatform
 from flashsale.bench.wrk import require_tool
-from flashsale.stock import Outcome, Purchase, lua_source, reserve_call
-from flashsale.worker.message import persist_template
+from flashsale.handoff import persist_template
+from flashsale.stock import Outcome, Purchase, lua_source
+from flashsale.stock.calls import reserve_call
 
 QUEUE = "flashsale.orders"
 
@@ -36,7 +37,7 @@ def redis_ceiling(
 ) -> dict[str, float]:
     """redis-benchmark calling reserve.lua with EVALSHA, one purchase per call: users and
     order ids vary per call, each call pushes a task message, as the API's calls do."""
-    client = platform.stock.client
+    client = platform.redis
     sha = reserve_sha(client)
     user = "rb-__rand_int__"
     order = "__rand_int__"
@@ -219,7 +220,7 @@ def memory_per_reservation(
 ) -> dict[str, float]:
     """Redis `used_memory` before and after `count` live reservations made as the API
     makes them (with an Idempotency-Key, `per_call` to a call and its task message)."""
-    client = platform.stock.client
+    client = platform.redis
     client.unlink(QUEUE)
     before = int(client.info("memory")["used_memory"])
     for start in range(0, count, per_call):

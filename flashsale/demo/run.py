@@ -11,11 +11,10 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
-import redis
-import redis.asyncio as aioredis
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from flashsale import clients
 from flashsale.db.engine import session_factory
 from flashsale.demo.chart import write_chart
 from flashsale.demo.crowd import Crowd
@@ -28,7 +27,7 @@ from flashsale.local.platform import LocalPlatform, Loops
 from flashsale.sales import apply_sale, sale_status
 from flashsale.settings import Settings
 from flashsale.spec import SaleSpec
-from flashsale.stock import Stock
+from flashsale.stock import AsyncStock, Stock
 
 SALE = "midnight-drop"
 SETTLE_TIMEOUT = 60.0
@@ -97,8 +96,8 @@ async def _drive(
     rng = random.Random(seed)
     sessions = session_factory(platform.database_url)
     timeline = Timeline(SALE, plan.stock, started=time.monotonic())
-    client = aioredis.Redis.from_url(platform.redis_url)
-    sampler = asyncio.create_task(sample_forever(timeline, client, sessions))
+    sampled = AsyncStock(clients.async_redis_client(platform.redis_url))
+    sampler = asyncio.create_task(sample_forever(timeline, sampled, sessions))
     marks: dict[str, float] = {}
     columns = (
         TextColumn("{task.description:<44}"),
@@ -160,8 +159,8 @@ async def _drive(
             )
             await _persisted(bar, "last orders persisted", timeline, len(crowd.log.accepted()))
     sampler.cancel()
-    await sample_once(timeline, client, sessions)  # the final state, for the chart
-    await client.aclose()
+    await sample_once(timeline, sampled, sessions)  # the final state, for the chart
+    await sampled.close()
     return crowd, timeline, marks, first_wave_seconds
 
 
@@ -181,7 +180,7 @@ def run_demo(plan: DemoPlan, out_dir: Path, console: Console, seed: int = 7) -> 
         with console.status("starting Redis, PostgreSQL, the API, a worker, reaper, sweeper"):
             platform.start()
         console.print(f"platform up at {platform.api_url} (logs in {out_dir / 'logs'})")
-        stock = Stock(redis.Redis.from_url(platform.redis_url))
+        stock = Stock(clients.redis_client(platform.redis_url))
         sessions = session_factory(platform.database_url)
         apply_sale(sessions, stock, SALE, sale_spec(plan))
         crowd, timeline, marks, first_wave_seconds = asyncio.run(
@@ -195,7 +194,7 @@ def run_demo(plan: DemoPlan, out_dir: Path, console: Console, seed: int = 7) -> 
             crowd.log,
             status,
             counts,
-            units_returned=int(stock.client.scard(f"fs:{{{SALE}}}:restored")),
+            units_returned=len(stock.returned_orders(SALE)),
             first_wave_seconds=first_wave_seconds,
             counts=(plan.shoppers, plan.spammers, plan.second_wave),
             checks=checks,
@@ -210,7 +209,7 @@ def run_demo(plan: DemoPlan, out_dir: Path, console: Console, seed: int = 7) -> 
         )
         report = DemoReport(**{**report.__dict__, "chart": str(chart)})
         (out_dir / "report.json").write_text(json.dumps(report.as_dict(), indent=2) + "\n")
-        stock.client.close()
+        stock.close()
         return report
     finally:
         platform.stop()

@@ -6,12 +6,11 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 
-import redis.asyncio as aioredis
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from flashsale.db.models import Order
-from flashsale.keys import SaleKeys
+from flashsale.stock import AsyncStock
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,24 +46,19 @@ def order_counts(sessions: sessionmaker[Session], sale: str) -> dict[str, int]:
 
 
 async def sample_once(
-    timeline: Timeline, client: aioredis.Redis, sessions: sessionmaker[Session]
+    timeline: Timeline, stock: AsyncStock, sessions: sessionmaker[Session]
 ) -> Sample:
-    keys = SaleKeys(timeline.sale)
-    async with client.pipeline(transaction=True) as pipe:  # one consistent Redis read
-        pipe.get(keys.stock)
-        pipe.hmget(keys.meta, "inflight", "live")
-        pipe.scard(keys.restored)
-        remaining, (inflight, live), returned = await pipe.execute()
+    remaining, inflight, live, returned = await stock.units(timeline.sale)  # one read
     counts = await asyncio.to_thread(order_counts, sessions, timeline.sale)
     sample = Sample(
         at=time.monotonic() - timeline.started,
-        remaining=int(remaining or 0),
-        reserved=int(inflight or 0),
-        live=int(live or 0),
+        remaining=remaining,
+        reserved=inflight,
+        live=live,
         orders=sum(counts.values()),
         paid=counts.get("paid", 0),
         expired=counts.get("expired", 0),
-        returned=int(returned),
+        returned=returned,
     )
     timeline.samples.append(sample)
     return sample
@@ -72,10 +66,10 @@ async def sample_once(
 
 async def sample_forever(
     timeline: Timeline,
-    client: aioredis.Redis,
+    stock: AsyncStock,
     sessions: sessionmaker[Session],
     every: float = 0.25,
 ) -> None:
     while True:
-        await sample_once(timeline, client, sessions)
+        await sample_once(timeline, stock, sessions)
         await asyncio.sleep(every)

@@ -9,14 +9,13 @@ import redis
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from flashsale.db.engine import session_factory
+from flashsale import clients
 from flashsale.figures import CachedFigures, FiguresReader
 from flashsale.operator.kube import KubeClient
 from flashsale.operator.metrics import SaleMetrics
 from flashsale.operator.settings import OperatorSettings
 from flashsale.settings import Settings
 from flashsale.stock import Stock
-from flashsale.teardown import Teardown
 
 # Failures of Redis or PostgreSQL that may pass: retried, never taken as a bad spec.
 BACKEND_ERRORS: tuple[type[Exception], ...] = (
@@ -26,8 +25,6 @@ BACKEND_ERRORS: tuple[type[Exception], ...] = (
     DBAPIError,
 )
 
-BACKEND_TIMEOUT_SECONDS = 5.0
-
 
 @dataclass
 class OperatorContext:
@@ -35,7 +32,6 @@ class OperatorContext:
     common: Settings
     sessions: sessionmaker[Session]
     stock: Stock
-    teardown: Teardown
     broker: redis.Redis
     kube: KubeClient
     metrics: SaleMetrics
@@ -54,25 +50,14 @@ class OperatorContext:
 
     @classmethod
     def build(cls, settings: OperatorSettings, common: Settings) -> OperatorContext:
-        client = redis.Redis.from_url(
-            common.require_redis_url(),
-            socket_timeout=BACKEND_TIMEOUT_SECONDS,
-            socket_connect_timeout=BACKEND_TIMEOUT_SECONDS,
-        )
-        broker_url = common.effective_broker_url or common.require_redis_url()
-        sessions = session_factory(common.require_database_url())
+        sessions = clients.database(common)
         figures = FiguresReader.from_settings(common, sessions)
         return cls(
             settings=settings,
             common=common,
             sessions=sessions,
-            stock=Stock(client),
-            teardown=Teardown(client),
-            broker=redis.Redis.from_url(
-                broker_url,
-                socket_timeout=BACKEND_TIMEOUT_SECONDS,
-                socket_connect_timeout=BACKEND_TIMEOUT_SECONDS,
-            ),
+            stock=clients.stock(common),
+            broker=clients.broker_redis(common),
             kube=KubeClient(timeout=settings.request_timeout_seconds),
             metrics=SaleMetrics(CachedFigures(figures.read)),
         )

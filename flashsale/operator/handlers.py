@@ -205,7 +205,7 @@ def register(registry: kopf.OperatorRegistry, op: OperatorContext) -> None:
     @kopf.on.delete(*resource, id="cleanup", registry=registry, backoff=retry)
     async def sale_deleted(body: kopf.Body, name: str, logger: kopf.Logger, **_: Any) -> None:
         try:
-            closed = await asyncio.to_thread(op.teardown.close, name)
+            closed = await asyncio.to_thread(op.stock.close_sale, name)
             if closed.waiting:
                 # Accepted reservations must reach SQL before their keys go: every 202
                 # becomes an order. The sale is closed, so the outbox only shrinks.
@@ -214,7 +214,7 @@ def register(registry: kopf.OperatorRegistry, op: OperatorContext) -> None:
                     "to reach PostgreSQL",
                     delay=retry,
                 )
-            removed = await asyncio.to_thread(op.teardown.remove_keys, name)
+            removed = await asyncio.to_thread(op.stock.remove_sale, name)
         except BACKEND_ERRORS as exc:
             raise kopf.TemporaryError(
                 f"cannot reach Redis: {type(exc).__name__}: {exc}", delay=retry
@@ -228,7 +228,7 @@ def register(registry: kopf.OperatorRegistry, op: OperatorContext) -> None:
     async def redis_reachable(**_: Any) -> bool:
         # Reported, not enforced: a restart of the operator would not bring Redis back.
         try:
-            return bool(await asyncio.to_thread(op.stock.client.ping))
+            return bool(await asyncio.to_thread(op.stock.ping))
         except BACKEND_ERRORS:
             return False
 

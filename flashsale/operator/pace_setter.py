@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import redis
 
-from flashsale.worker.pacing import PACE_TTL_SECONDS, WORKER_PACE_KEY
+from flashsale.handoff import PACE_TTL_SECONDS, WORKER_PACE_KEY
 
 log = logging.getLogger(__name__)
 

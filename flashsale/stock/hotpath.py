@@ -1,5 +1,8 @@
-"""Stock in Redis: the Lua scripts, loaded once and called through redis-py's Script
-objects (which re-send the source after NOSCRIPT, e.g. when Redis restarted)."""
+"""The reservation hot path: purchases that arrive together go to reserve.lua together.
+
+Purchases asked for in the same event-loop tick go to Redis in one write: those of one
+sale in one call of the reserve script (up to ORDERS_PER_MESSAGE), the calls of several
+sales side by side. Each purchase is still decided on its own and gets its own answer."""
 
 from __future__ import annotations
 
@@ -7,152 +10,27 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from enum import StrEnum
-from functools import cache
-from importlib import resources
 from typing import Any
 
 import redis
 import redis.asyncio
 from redis.exceptions import NoScriptError, ResponseError
 
-from flashsale.keys import SaleKeys
-from flashsale.worker.message import ORDERS_PER_MESSAGE, MessageTemplate, persist_template
+from flashsale.handoff import ORDERS_PER_MESSAGE, MessageTemplate, persist_template
+from flashsale.stock.calls import (
+    InvalidPurchase,
+    Outcome,
+    Purchase,
+    ReserveResult,
+    parse_answers,
+    reserve_call,
+)
+from flashsale.stock.keys import SaleKeys
+from flashsale.stock.scripts import lua_source
 
 log = logging.getLogger(__name__)
-
-
-@cache
-def lua_source(name: str) -> str:
-    return resources.files("flashsale").joinpath("lua", f"{name}.lua").read_text()
-
-
-class Outcome(StrEnum):
-    """What the reserve script decided; each maps to one HTTP answer."""
-
-    ACCEPTED = "accepted"
-    UNKNOWN_SALE = "unknown_sale"
-    ENDED = "ended"
-    PAUSED = "paused"
-    NOT_STARTED = "not_started"
-    RATE_LIMITED = "rate_limited"
-    LIMIT_REACHED = "limit_reached"
-    SOLD_OUT = "sold_out"
-    KEY_REUSED = "key_reused"  # the Idempotency-Key was first used for another request
-    LATE = "late"  # reached Redis after the caller's deadline: nothing was decided
-
-
-@dataclass(frozen=True, slots=True)
-class ReserveResult:
-    outcome: Outcome
-    order_id: str | None = None
-    expires_at_ms: int = 0
-    quantity: int = 0
-    replayed: bool = False
-    retry_after_ms: int = 0
-
-    @classmethod
-    def parse(cls, raw: list[Any]) -> ReserveResult:
-        code = _text(raw[0])
-        if code == "ok":
-            return cls(
-                Outcome.ACCEPTED,
-                order_id=_text(raw[1]),
-                expires_at_ms=int(raw[2]),
-                quantity=int(raw[3]),
-                replayed=_text(raw[4]) == "1",
-            )
-        if code == "rate_limited":
-            return cls(Outcome.RATE_LIMITED, retry_after_ms=int(raw[1]))
-        if code == "key_reused":
-            return cls(Outcome.KEY_REUSED, order_id=_text(raw[1]))
-        return cls(Outcome(code))
-
-
-@dataclass(frozen=True, slots=True)
-class SaleLimits:
-    """The part of a sale's spec that the reserve script enforces."""
-
-    total: int
-    sku: str
-    starts_at_ms: int
-    ends_at_ms: int
-    paused: bool
-    per_user_limit: int
-    rate_per_second: float
-    burst: int
-    payment_timeout_seconds: int
-
-
-class StockLoadError(ValueError):
-    """The new total would take away units that are already sold."""
-
-
-@dataclass(frozen=True, slots=True)
-class SoldInSql:
-    """What SQL knows is sold, for rebuilding a sale that Redis does not have."""
-
-    live_units: int = 0
-    held: tuple[tuple[str, int], ...] = ()  # (user, units in live orders)
-    unreturned_expired: tuple[str, ...] = ()  # expired order ids not yet returned
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-@dataclass(frozen=True, slots=True)
-class Purchase:
-    """One request to buy, as the reserve script takes it."""
-
-    user: str
-    quantity: int
-    order_id: str
-    idempotency_key: str | None = None
-
-    def keys(self, k: SaleKeys) -> tuple[str, str, str]:
-        return (
-            k.rate(self.user),
-            k.idempotency(self.user, self.idempotency_key),
-            k.reservation(self.order_id),
-        )
-
-    def args(self) -> tuple[str, int, str, str]:
-        return self.user, self.quantity, self.order_id, "1" if self.idempotency_key else "0"
-
-
-class InvalidPurchase(ValueError):
-    """A purchase whose values cannot be sent to Redis (text that is not valid Unicode);
-    refused on its own, before it joins other shoppers' purchases in a call."""
-
-
-def reserve_call(
-    sale: str,
-    purchases: Sequence[Purchase],
-    queue_key: str = "",
-    message: MessageTemplate | None = None,
-    deadline_ms: int = 0,
-) -> tuple[list[str], list[Any]]:
-    """KEYS and ARGV of reserve.lua for purchases of one sale. With no queue, KEYS[5]
-    names a key of the sale itself (never written), keeping the call in one slot."""
-    k = SaleKeys(sale)
-    keys = [k.meta, k.stock, k.held, k.outbox, queue_key or k.meta]
-    args: list[Any] = [message.head, message.tail] if queue_key and message else [b"", b""]
-    args.append(deadline_ms)
-    for p in purchases:
-        keys += p.keys(k)
-        args += p.args()
-    return keys, args
-
-
-def parse_answers(raw: Any, count: int) -> list[ReserveResult]:
-    """The answers of a reserve.lua call, without the Redis clock that ends them."""
-    if not isinstance(raw, list) or len(raw) != count + 1:
-        raise redis.ResponseError(f"reserve.lua answered {raw!r} to {count} purchases")
-    return [ReserveResult.parse(answer) for answer in raw[:count]]
-
 
 MAX_BATCHES_IN_FLIGHT = 2
 BATCH_TIMEOUT = 5.0  # seconds, when the client sets no socket timeout
@@ -246,7 +124,7 @@ class AsyncStock:
         publish: Publish | None = None,
         on_call: Callable[[int], object] | None = None,
     ) -> None:
-        self.client = client
+        self._client = client
         # Redis's clock minus ours, as the last answer showed it (None: not known yet).
         # Read on receipt, so it errs early: a deadline set from it falls at or before the
         # moment we stop waiting, never after.
@@ -337,7 +215,7 @@ class AsyncStock:
             # Redis lost its script cache (restart, failover): those calls did not run.
             # Load the script once and send them again.
             try:
-                await self.client.script_load(self._reserve.script)
+                await self._client.script_load(self._reserve.script)
             except Exception as exc:  # noqa: BLE001 - handed to the waiting requests
                 for call in unloaded:
                     call.fail(exc)
@@ -360,9 +238,23 @@ class AsyncStock:
                 log.warning("could not hand accepted reservations on: %s", failure)
         _answer(answered)
 
+    async def units(self, sale: str) -> tuple[int, int, int, int]:
+        """(for sale, in flight, live, orders returned) of a sale in one MULTI/EXEC: the
+        figures a sampler reads to check that no instant oversells."""
+        keys = SaleKeys(sale)
+        async with self._client.pipeline(transaction=True) as pipe:
+            pipe.get(keys.stock)
+            pipe.hmget(keys.meta, "inflight", "live")
+            pipe.scard(keys.restored)
+            remaining, (inflight, live), returned = await pipe.execute()
+        return int(remaining or 0), int(inflight or 0), int(live or 0), int(returned)
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
     async def sync_clock(self) -> None:
         """Learn Redis's clock before the first call, so that every call has a deadline."""
-        secs, micros = await self.client.time()
+        secs, micros = await self._client.time()
         self._learn_clock(int(secs) * 1000 + int(micros) // 1000)
 
     def _learn_clock(self, redis_now_ms: int) -> None:
@@ -378,7 +270,7 @@ class AsyncStock:
         reaches Redis later (a frozen or slow Redis resuming) decides nothing, so a
         shopper answered 503 is never sold a unit behind their back."""
         sha = self._reserve.sha.encode()
-        pool = self.client.connection_pool
+        pool = self._client.connection_pool
         conn = await pool.get_connection()  # type: ignore[no-untyped-call]  # untyped upstream
         try:
             timeout = conn.socket_timeout or BATCH_TIMEOUT
@@ -412,108 +304,3 @@ class AsyncStock:
             raise
         finally:
             await pool.release(conn)
-
-
-class Stock:
-    """Everything else that changes stock, for workers, the reaper and the loader."""
-
-    def __init__(self, client: redis.Redis) -> None:
-        self.client = client
-        self._reserve = client.register_script(lua_source("reserve"))
-        self._load = client.register_script(lua_source("load"))
-        self._ack = client.register_script(lua_source("ack"))
-        self._restore = client.register_script(lua_source("restore"))
-        self._release = client.register_script(lua_source("release"))
-
-    def reserve(
-        self,
-        sale: str,
-        user: str,
-        quantity: int,
-        order_id: str,
-        idempotency_key: str | None = None,
-        queue: str = "",
-        message: MessageTemplate | None = None,
-    ) -> ReserveResult:
-        """One purchase; with a queue, the script pushes its task message there."""
-        purchase = Purchase(user, quantity, order_id, idempotency_key)
-        return self.reserve_many(sale, [purchase], queue, message)[0]
-
-    def reserve_many(
-        self,
-        sale: str,
-        purchases: Sequence[Purchase],
-        queue: str = "",
-        message: MessageTemplate | None = None,
-    ) -> list[ReserveResult]:
-        """Purchases of one sale in one script call, as the API makes them; the accepted
-        ones share one task message (`message`, or a new one) when a queue is given."""
-        if queue and message is None:
-            message = persist_template(sale, queue)
-        keys, args = reserve_call(sale, purchases, queue, message)
-        return parse_answers(self._reserve(keys=keys, args=args), len(purchases))
-
-    def load(self, sale: str, limits: SaleLimits, sold: SoldInSql = SoldInSql()) -> int:
-        """Create or update the sale; returns the units still for sale. `sold` counts
-        only when Redis has no such sale yet."""
-        k = SaleKeys(sale)
-        raw = self._load(
-            keys=[k.meta, k.stock, k.held, k.restored],
-            args=[
-                limits.total,
-                limits.sku,
-                limits.starts_at_ms,
-                limits.ends_at_ms,
-                "1" if limits.paused else "0",
-                limits.per_user_limit,
-                repr(float(limits.rate_per_second)),
-                limits.burst,
-                limits.payment_timeout_seconds,
-                sold.live_units,
-                len(sold.held),
-                *(part for pair in sold.held for part in pair),
-                *sold.unreturned_expired,
-            ],
-        )
-        if _text(raw[0]) == "below_sold":
-            raise StockLoadError(
-                f"sale {sale!r}: stock cannot drop to {limits.total}: "
-                f"{int(raw[1]) - int(raw[2])} units are already taken"
-            )
-        return int(raw[2])
-
-    def ack(self, sale: str, order_id: str, rejected: bool = False) -> bool:
-        return self.ack_many(sale, {order_id: rejected}) == 1
-
-    def ack_many(self, sale: str, rejected: Mapping[str, bool]) -> int:
-        """Take persisted reservations off the outbox (`rejected[id]`: SQL refused it);
-        returns how many this call acknowledged."""
-        if not rejected:
-            return 0
-        k = SaleKeys(sale)
-        args: list[str] = []
-        for order_id, refused in rejected.items():
-            args += [order_id, "rejected" if refused else "persisted"]
-        keys = [k.meta, k.outbox, k.held, *(k.reservation(order_id) for order_id in rejected)]
-        return int(self._ack(keys=keys, args=args))
-
-    def restore(self, sale: str, order_id: str, user: str, quantity: int) -> int:
-        """1: units returned now; 0: returned before; -1: the sale is gone from Redis."""
-        k = SaleKeys(sale)
-        return int(
-            self._restore(
-                keys=[k.meta, k.stock, k.held, k.restored, k.reservation(order_id)],
-                args=[order_id, user, quantity],
-            )
-        )
-
-    def release(self, sale: str, order_id: str) -> int:
-        """A reservation that can never be stored gives its units back; returns how many
-        (0 when it was stored or released before)."""
-        k = SaleKeys(sale)
-        return int(
-            self._release(
-                keys=[k.meta, k.stock, k.held, k.outbox, k.reservation(order_id)],
-                args=[order_id],
-            )
-        )

@@ -23,10 +23,10 @@ from typing import Any
 
 import redis
 
+from flashsale.handoff import WORKER_PACE_KEY
+
 log = logging.getLogger(__name__)
 
-WORKER_PACE_KEY = "flashsale:worker-pace"  # orders/s per worker, set by the operator
-PACE_TTL_SECONDS = 300  # a pace the operator stopped refreshing falls back to the default
 REFRESH_SECONDS = 2.0
 BURST_SECONDS = 1.0  # an idle process may start with this much of its pace at once
 

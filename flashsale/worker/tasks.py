@@ -22,17 +22,17 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from flashsale.db.engine import session_factory
 from flashsale.deadletters import bury_message
-from flashsale.persist import persist_reservations
-from flashsale.settings import get_settings
-from flashsale.spec import is_valid_sale_name
-from flashsale.stock import Stock
-from flashsale.worker.app import app
-from flashsale.worker.message import (
+from flashsale.handoff import (
     BURY_TASK,
     ORDERS_PER_MESSAGE,
     PERSIST_ONE_TASK,
     PERSIST_TASK,
 )
+from flashsale.persist import persist_reservations
+from flashsale.settings import get_settings
+from flashsale.spec import is_valid_sale_name
+from flashsale.stock import Stock
+from flashsale.worker.app import app
 from flashsale.worker.pacing import BucketState, TokenBucket, WorkerPace
 
 log = logging.getLogger(__name__)

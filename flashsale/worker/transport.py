@@ -32,7 +32,7 @@ from kombu.transport import redis as kombu_redis
 from kombu.utils.encoding import bytes_to_str
 
 from flashsale.deadletters import printable
-from flashsale.worker.message import BURY_TASK, task_message
+from flashsale.handoff import BURY_TASK, task_message
 
 log = logging.getLogger(__name__)
 

@@ -8,8 +8,8 @@ from collections import Counter
 
 import httpx
 
-from tests.api.test_reservations import _buy
 from tests.conftest import Platform
+from tests.helpers.http import buy
 
 CRAFTED = [
     "victim:",
@@ -29,7 +29,7 @@ async def test_crafted_user_ids_cannot_touch_another_users_state(
     sale = platform.sale(stock=100, perUserLimit=2, rateLimit={"requestsPerSecond": 1, "burst": 2})
     other = platform.sale(stock=100, perUserLimit=2, rateLimit={"requestsPerSecond": 1, "burst": 2})
     flood = await asyncio.gather(
-        *(_buy(client, s, user) for user in CRAFTED for s in (sale, other) for _ in range(20))
+        *(buy(client, s, user) for user in CRAFTED for s in (sale, other) for _ in range(20))
     )
     codes = Counter(r.status_code for r in flood)
     assert set(codes) <= {202, 409, 429} and codes[429] > 0
@@ -37,12 +37,12 @@ async def test_crafted_user_ids_cannot_touch_another_users_state(
     assert codes[202] == len(CRAFTED) * 2 * 2
     # The victim is neither throttled nor counted against by any of them.
     key = {"Idempotency-Key": "k"}
-    first = await _buy(client, sale, "victim", headers=key)
-    second = await _buy(client, sale, "victim")
+    first = await buy(client, sale, "victim", headers=key)
+    second = await buy(client, sale, "victim")
     assert (first.status_code, second.status_code) == (202, 202)
-    assert (await _buy(client, other, "victim")).status_code == 202
+    assert (await buy(client, other, "victim")).status_code == 202
     assert platform.remaining(sale) == 100 - len(CRAFTED) * 2 - 2
     # Her idempotency key is hers: the same key from a look-alike is a new purchase.
-    twin = await _buy(client, sale, "victim\u200b", headers=key)
+    twin = await buy(client, sale, "victim\u200b", headers=key)
     assert twin.status_code in (409, 429)  # refused for the twin's own limit or rate
     assert twin.json().get("order_id") != first.json()["order_id"]

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
-import hmac
 import json
 import time
 import uuid
@@ -18,12 +15,9 @@ import pytest
 
 from flashsale.ids import MAX_USER_ID, MAX_USER_ID_BYTES, user_id_problem
 from tests.conftest import JWT_SECRET, Platform, auth, start_api, token
+from tests.helpers.tokens import signed
 
 ORDER = "00000000-0000-4000-8000-000000000000"
-
-
-def _b64(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
 
 def raw_token(sub_json: str, exp: int | None = None, secret: str = JWT_SECRET) -> str:
@@ -31,10 +25,7 @@ def raw_token(sub_json: str, exp: int | None = None, secret: str = JWT_SECRET) -
     escapes and all) reaches the server exactly as written: PyJWT cannot encode a lone
     surrogate itself."""
     exp = int(time.time()) + 3600 if exp is None else exp
-    claims = f'{{"sub":{sub_json},"exp":{exp}}}'.encode()
-    signing_input = _b64(b'{"alg":"HS256","typ":"JWT"}') + "." + _b64(claims)
-    mac = hmac.new(secret.encode(), signing_input.encode(), hashlib.sha256).digest()
-    return signing_input + "." + _b64(mac)
+    return signed(f'{{"sub":{sub_json},"exp":{exp}}}', secret)
 
 
 def bearer(raw: str) -> dict[str, str]:

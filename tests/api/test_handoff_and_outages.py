@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 
 from flashsale.embedded import free_port
-from flashsale.keys import SaleKeys
+from flashsale.stock.keys import SaleKeys
 from flashsale.sweeper import sweep
 from tests.conftest import Platform, Process, auth, start_api, wait_for
 
@@ -23,7 +23,7 @@ def test_publish_handoff_reaches_the_worker(
         r = httpx.post(f"{base}/v1/sales/{sale}/reservations", headers=auth("pat"))
         assert r.status_code == 202
         wait_for(lambda: len(platform.orders(sale)) == 1)
-        assert platform.stock.client.zcard(SaleKeys(sale).outbox) == 0
+        assert platform.redis.zcard(SaleKeys(sale).outbox) == 0
     finally:
         proc.stop()
 
@@ -49,17 +49,17 @@ def test_broker_down_leaves_reservation_for_sweep(
         assert httpx.get(f"{base}/readyz").status_code == 503
         time.sleep(1.5)
         assert platform.orders(sale) == []  # nobody got the task
-        assert platform.stock.client.zscore(SaleKeys(sale).outbox, order) is not None
+        assert platform.redis.zscore(SaleKeys(sale).outbox, order) is not None
         published = sweep(
             platform.sessions,
-            platform.stock.client,
-            platform.stock.client,
+            platform.stock,
+            platform.redis,
             "flashsale.orders",
             older_than_seconds=1,
         )
         assert published >= 1
         wait_for(lambda: [str(o["id"]) for o in platform.orders(sale)] == [order])
-        assert platform.stock.client.zscore(SaleKeys(sale).outbox, order) is None
+        assert platform.redis.zscore(SaleKeys(sale).outbox, order) is None
     finally:
         proc.stop()
 

@@ -24,9 +24,6 @@ against HTTP answers, SQL and the sale's figures:
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
-import hmac
 import json
 import re
 import time
@@ -43,7 +40,8 @@ from hypothesis import strategies as st
 from sqlalchemy import text
 
 from flashsale.spec import is_valid_sale_name
-from tests.conftest import JWT_SECRET, Platform, wait_for
+from tests.conftest import Platform, wait_for
+from tests.helpers.tokens import signed
 
 # --- the rule for user ids, as the contract and flashsale/ids.py document it ------------
 
@@ -69,24 +67,11 @@ def is_user_id(value: object) -> bool:
 SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-def _b64(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
-
-
 def claim_json(value: object, escape: bool) -> str:
     """JSON text of a claim: every non-ASCII character as a \\u escape (`escape`), or as
     raw UTF-8; a lone surrogate, which UTF-8 cannot hold, always as an escape."""
     written = json.dumps(value, ensure_ascii=escape)
     return SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", written)
-
-
-def signed(
-    claims: str, secret: str = JWT_SECRET, header: str = '{"alg":"HS256","typ":"JWT"}'
-) -> str:
-    signing_input = _b64(header.encode()) + "." + _b64(claims.encode())
-    digest = hashlib.sha512 if '"HS512"' in header else hashlib.sha256
-    mac = hmac.new(secret.encode(), signing_input.encode(), digest).digest()
-    return signing_input + "." + _b64(mac)
 
 
 def token_for(sub: object, escape: bool = False, exp_in: int = 3600) -> str:

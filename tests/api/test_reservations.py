@@ -7,15 +7,10 @@ import time
 from collections import Counter
 
 import aiohttp
-import httpx
 
 from flashsale.sales import sale_status
 from tests.conftest import Platform, auth, wait_for
-
-
-async def _buy(client: httpx.AsyncClient, sale: str, user: str, **kwargs: object) -> httpx.Response:
-    headers = auth(user) | dict(kwargs.pop("headers", {}) or {})  # type: ignore[arg-type]
-    return await client.post(f"/v1/sales/{sale}/reservations", headers=headers, **kwargs)  # type: ignore[arg-type]
+from tests.helpers.http import buy
 
 
 async def test_thousand_buyers_never_oversell(platform: Platform, api: str, worker) -> None:
@@ -56,7 +51,7 @@ async def test_thousand_buyers_never_oversell(platform: Platform, api: str, work
 
 async def test_per_user_limit_under_concurrency(platform: Platform, client, worker) -> None:
     sale = platform.sale(stock=100, perUserLimit=2)
-    responses = await asyncio.gather(*(_buy(client, sale, "greedy") for _ in range(50)))
+    responses = await asyncio.gather(*(buy(client, sale, "greedy") for _ in range(50)))
     codes = Counter(r.status_code for r in responses)
     assert codes == {202: 2, 409: 48}
     assert {r.json()["error"] for r in responses if r.status_code == 409} == {"limit_reached"}
@@ -66,9 +61,9 @@ async def test_per_user_limit_under_concurrency(platform: Platform, client, work
 
 async def test_quantity_above_limit_is_refused(platform: Platform, client) -> None:
     sale = platform.sale(stock=100, perUserLimit=2)
-    r = await _buy(client, sale, "u1", json={"quantity": 3})
+    r = await buy(client, sale, "u1", json={"quantity": 3})
     assert (r.status_code, r.json()["error"]) == (409, "limit_reached")
-    r = await _buy(client, sale, "u1", json={"quantity": 2})
+    r = await buy(client, sale, "u1", json={"quantity": 2})
     assert r.status_code == 202 and r.json()["quantity"] == 2
     assert platform.remaining(sale) == 98
 
@@ -76,12 +71,12 @@ async def test_quantity_above_limit_is_refused(platform: Platform, client) -> No
 async def test_idempotency_key_under_concurrency(platform: Platform, client, worker) -> None:
     sale = platform.sale(stock=10, perUserLimit=5)
     key = {"Idempotency-Key": "checkout-42"}
-    responses = await asyncio.gather(*(_buy(client, sale, "carol", headers=key) for _ in range(30)))
+    responses = await asyncio.gather(*(buy(client, sale, "carol", headers=key) for _ in range(30)))
     assert {r.status_code for r in responses} == {202}
     assert len({r.json()["order_id"] for r in responses}) == 1
     assert platform.remaining(sale) == 9
     # Another user with the same key is another purchase.
-    other = await _buy(client, sale, "dave", headers=key)
+    other = await buy(client, sale, "dave", headers=key)
     assert other.status_code == 202
     assert other.json()["order_id"] != responses[0].json()["order_id"]
     wait_for(lambda: len(platform.orders(sale)) == 2)
@@ -91,7 +86,7 @@ async def test_rate_limit_answers_429_with_retry_after(platform: Platform, clien
     sale = platform.sale(
         stock=100, perUserLimit=100, rateLimit={"requestsPerSecond": 1, "burst": 3}
     )
-    responses = [await _buy(client, sale, "spammer") for _ in range(6)]
+    responses = [await buy(client, sale, "spammer") for _ in range(6)]
     codes = [r.status_code for r in responses]
     assert codes[:3] == [202, 202, 202]
     assert codes[3:] == [429, 429, 429]
@@ -100,14 +95,14 @@ async def test_rate_limit_answers_429_with_retry_after(platform: Platform, clien
     assert int(limited.headers["Retry-After"]) >= 1
     assert platform.remaining(sale) == 97
     # Another user is not affected by the spammer.
-    assert (await _buy(client, sale, "patient")).status_code == 202
+    assert (await buy(client, sale, "patient")).status_code == 202
 
 
 async def test_flood_from_one_user_takes_no_more_than_the_limit(
     platform: Platform, client, worker
 ) -> None:
     sale = platform.sale(stock=100, perUserLimit=1, rateLimit={"requestsPerSecond": 2, "burst": 5})
-    responses = await asyncio.gather(*(_buy(client, sale, "flooder") for _ in range(300)))
+    responses = await asyncio.gather(*(buy(client, sale, "flooder") for _ in range(300)))
     codes = Counter(r.status_code for r in responses)
     assert codes[202] == 1
     assert codes[429] >= 250  # a burst of 5 and 2/s refill: nearly all are throttled

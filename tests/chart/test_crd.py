@@ -4,8 +4,6 @@ and a schema that refuses what the operator would refuse."""
 from __future__ import annotations
 
 import copy
-import re
-from datetime import datetime
 from typing import Any
 
 import jsonschema
@@ -15,52 +13,10 @@ from pydantic import ValidationError
 
 from flashsale.spec import SaleSpec
 from tests.chart.conftest import CHART, ROOT
+from tests.helpers.crd import CRD, SCHEMA, SOURCE, SPEC_SCHEMA, VERSION, errors, strict
 
-SOURCE = ROOT / "crds" / "flashsales.flashsale.dev.yaml"
 COPY = CHART / "crds" / "flashsales.flashsale.dev.yaml"
-CRD: dict[str, Any] = yaml.safe_load(SOURCE.read_text())
-VERSION = CRD["spec"]["versions"][0]
-SCHEMA: dict[str, Any] = VERSION["schema"]["openAPIV3Schema"]
-SPEC_SCHEMA: dict[str, Any] = SCHEMA["properties"]["spec"]
 EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
-
-# RFC 3339 as the API server reads `format: date-time`: a full date, time and offset.
-RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
-FORMATS = jsonschema.FormatChecker(formats=())
-
-
-@FORMATS.checks("date-time", raises=ValueError)
-def _date_time(value: object) -> bool:
-    if not isinstance(value, str):
-        return True
-    if not RFC3339.match(value):
-        raise ValueError(f"{value!r} is not an RFC 3339 date-time")
-    datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
-    return True
-
-
-def strict(schema: dict[str, Any]) -> dict[str, Any]:
-    """The schema as `kubectl apply` enforces it (field validation Strict): unknown fields in
-    the spec are errors, not silently pruned."""
-    schema = copy.deepcopy(schema)
-
-    def walk(node: dict[str, Any]) -> None:
-        if node.get("type") == "object" and "properties" in node:
-            node["additionalProperties"] = False
-            for child in node["properties"].values():
-                walk(child)
-        if "items" in node:
-            walk(node["items"])
-
-    walk(schema)
-    return schema
-
-
-VALIDATOR = jsonschema.Draft4Validator(strict(SCHEMA), format_checker=FORMATS)
-
-
-def errors(document: dict[str, Any]) -> list[str]:
-    return [e.message for e in VALIDATOR.iter_errors(document)]
 
 
 def with_defaults(spec: dict[str, Any], schema: dict[str, Any] = SPEC_SCHEMA) -> dict[str, Any]:

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from tests.chart.conftest import CHART, CI_VALUES, Helm
-from tests.chart.test_crd import errors
+from tests.helpers.crd import errors
 
 
 @pytest.mark.parametrize("values", [None, *CI_VALUES], ids=lambda v: v.name if v else "default")

@@ -23,7 +23,6 @@ from typing import Any
 import pytest
 import redis
 import redis.asyncio as aioredis
-from flashsale.keys import SaleKeys
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -35,7 +34,7 @@ from flashsale.invariants import Check, check_invariants
 from flashsale.sales import apply_sale, sale_status
 from flashsale.settings import Settings
 from flashsale.spec import SaleSpec
-from flashsale.stock import Stock
+from flashsale.stock import AsyncStock, Stock
 from flashsale.sweeper import sweep
 from tests.conftest import JWT_SECRET, Process, serve_api, start_storage, wait_for
 
@@ -58,6 +57,7 @@ class Stack:
     env: dict[str, str]
     stock: Stock
     sessions: sessionmaker[Session]
+    client: redis.Redis  # the stack's Redis, raw, for scenarios that look at keys
     processes: dict[str, Process] = field(default_factory=dict)
     servers: list[RedisServer] = field(default_factory=list)
     faults: list[str] = field(default_factory=list)
@@ -94,9 +94,7 @@ class Stack:
 
     def sweep(self, older_than: float = 0.0, broker: redis.Redis | None = None) -> int:
         """What `flashsale sweep` does, against this stack."""
-        return sweep(
-            self.sessions, self.stock.client, broker or self.stock.client, QUEUE, older_than
-        )
+        return sweep(self.sessions, self.stock, broker or self.client, QUEUE, older_than)
 
     def settle(
         self, sale: str, orders: int, timeout: float = 90.0, broker: redis.Redis | None = None
@@ -115,10 +113,10 @@ class Stack:
             wait_for(settled, timeout=timeout, every=0.5)
         except AssertionError:
             status = sale_status(self.sessions, self.stock, sale)
-            client = broker or self.stock.client
+            client = broker or self.client
             raise AssertionError(
                 f"not settled: {self.order_count(sale)} of {orders} orders, {status}, "
-                f"outbox {self.stock.client.zcard(SaleKeys(sale).outbox)}, "
+                f"outbox {self.stock.outbox_size(sale)}, "
                 f"queue {client.llen(QUEUE)}, unacked {client.hlen('unacked')}"
             ) from None
 
@@ -133,12 +131,12 @@ class Stack:
         """Sample the sale's figures while the block runs (for "no oversell at any
         instant"); Redis or PostgreSQL being down just leaves a gap."""
         timeline = Timeline(sale, total, started=time.monotonic())
-        client = aioredis.Redis.from_url(self.redis.url, socket_timeout=1)
+        sampled = AsyncStock(aioredis.Redis.from_url(self.redis.url, socket_timeout=1))
 
         async def sample() -> None:
             while True:
                 try:
-                    await sample_once(timeline, client, self.sessions)
+                    await sample_once(timeline, sampled, self.sessions)
                 except Exception:  # noqa: BLE001 - an outage under test
                     pass
                 await asyncio.sleep(0.1)
@@ -148,7 +146,7 @@ class Stack:
             yield timeline
         finally:
             task.cancel()
-            await client.aclose()
+            await sampled.close()
 
     def verdicts(
         self, crowd: Crowd, sale: str, timeline: Timeline, per_user_limit: int = 1
@@ -190,7 +188,7 @@ def stack() -> Iterator[Stack]:
     rds, pg = storage.redis, storage.postgres
     assert rds is not None and pg is not None
     client = redis.Redis.from_url(rds.url)
-    built = Stack(root, rds, pg, env, Stock(client), session_factory(pg.url))
+    built = Stack(root, rds, pg, env, Stock(client), session_factory(pg.url), client)
     try:
         yield built
     finally:

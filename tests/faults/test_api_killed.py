@@ -9,7 +9,7 @@ import signal
 
 import redis
 
-from flashsale.keys import SaleKeys
+from flashsale.stock.keys import SaleKeys
 from tests.conftest import wait_for
 from tests.faults.conftest import Stack, click_until_answered, drop_unanswered
 
@@ -30,10 +30,8 @@ async def test_api_killed_after_the_script_before_the_publish(stack: Stack) -> N
         broker.proc.send_signal(signal.SIGSTOP)
         pending = [asyncio.create_task(crowd.click(1, f"u{i}", "k")) for i in range(20)]
         # Every script call has succeeded; every publish is stuck.
-        await asyncio.to_thread(
-            wait_for, lambda: stack.stock.client.zcard(SaleKeys(sale).outbox) == 20
-        )
-        reserved = {m.decode() for m in stack.stock.client.zrange(SaleKeys(sale).outbox, 0, -1)}
+        await asyncio.to_thread(wait_for, lambda: stack.client.zcard(SaleKeys(sale).outbox) == 20)
+        reserved = {m.decode() for m in stack.client.zrange(SaleKeys(sale).outbox, 0, -1)}
         stack.processes["api-1"].stop(signal.SIGKILL)
         stack.faults.append("API SIGKILLed between the reserve script and the publish")
         lost = await asyncio.gather(*pending)

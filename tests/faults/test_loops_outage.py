@@ -15,11 +15,10 @@ from contextlib import contextmanager
 import redis
 from sqlalchemy import text
 
-from flashsale.keys import SaleKeys
+from flashsale.handoff import persist_args
 from flashsale.persist import persist_reservation
 from flashsale.runs import RunFigures, read_runs
 from flashsale.stock import Outcome, Stock
-from flashsale.worker.message import persist_args
 from tests.conftest import Process, wait_for
 from tests.faults.conftest import QUEUE, REPORT, Stack
 
@@ -52,8 +51,13 @@ def restart_redis(stack: Stack, seconds: float) -> int:
     return int(time.time() * 1000)
 
 
+def fresh_client(stack: Stack) -> redis.Redis:
+    """A new connection: the stack's own may have died with the server it talked to."""
+    return redis.Redis.from_url(stack.redis.url, socket_timeout=5)
+
+
 def fresh_stock(stack: Stack) -> Stock:
-    return Stock(redis.Redis.from_url(stack.redis.url, socket_timeout=5))
+    return Stock(fresh_client(stack))
 
 
 def reserve(stock: Stock, sale: str, user: str) -> str:
@@ -90,14 +94,15 @@ def test_sweep_loop_rides_out_a_frozen_and_a_restarted_redis(stack: Stack) -> No
     sale = stack.sale(stock=10)
     sweeper = stack.start("sweeper", ["sweep", "--every", "0.5", "--older-than", "1"])
     first = reserve(stack.stock, sale, "before")
-    wait_for(lambda: first in queued(stack.stock.client, sale), timeout=30)
+    wait_for(lambda: first in queued(stack.client, sale), timeout=30)
 
     with frozen(stack, FROZEN_SECONDS):
         pass
     thaw = time.monotonic()
     stock = fresh_stock(stack)
     thawed = reserve(stock, sale, "after-freeze")
-    wait_for(lambda: thawed in queued(stock.client, sale), timeout=30)
+    client = fresh_client(stack)
+    wait_for(lambda: thawed in queued(client, sale), timeout=30)
     after_thaw = time.monotonic() - thaw
     assert alive(sweeper), sweeper.output()
 
@@ -105,7 +110,8 @@ def test_sweep_loop_rides_out_a_frozen_and_a_restarted_redis(stack: Stack) -> No
     back = time.monotonic()
     stock = fresh_stock(stack)
     restarted = reserve(stock, sale, "after-restart")
-    wait_for(lambda: restarted in queued(stock.client, sale), timeout=30)
+    client = fresh_client(stack)
+    wait_for(lambda: restarted in queued(client, sale), timeout=30)
     after_restart = time.monotonic() - back
     assert alive(sweeper), sweeper.output()
     REPORT.append(
@@ -122,7 +128,7 @@ def test_sweep_loop_rides_out_a_frozen_and_a_restarted_redis(stack: Stack) -> No
     assert figures.last_error, figures
     assert "WARNING flashsale.loops: sweeper: " in sweeper.output()
     assert "Traceback" not in sweeper.output()
-    assert stock.client.zcard(SaleKeys(sale).outbox) == 3  # no worker: all still waiting
+    assert stock.outbox_size(sale) == 3  # no worker: all still waiting
 
 
 def due_order(stack: Stack, stock: Stock, sale: str, user: str) -> str:
@@ -146,7 +152,7 @@ def reaped(stack: Stack, stock: Stock, sale: str, order_id: str) -> bool:
         row = session.execute(
             text("SELECT status, restored_at FROM orders WHERE id = :id"), {"id": order_id}
         ).one()
-    returned = stock.client.sismember(SaleKeys(sale).restored, order_id)
+    returned = order_id in stock.returned_orders(sale)
     return row.status == "expired" and row.restored_at is not None and bool(returned)
 
 
@@ -189,4 +195,4 @@ def test_reap_loop_rides_out_postgres_and_redis_outages(stack: Stack) -> None:
     figures = wait_for(lambda: (f := runs(stack, "reaper")).last_ok_ms > thawed_ms and f)
     assert figures.failures >= 2, figures  # PostgreSQL down, then Redis frozen
     assert "WARNING flashsale.loops: reaper: " in reaper.output()
-    assert int(stock.client.get(SaleKeys(sale).stock) or 0) == 10  # every unit came back
+    assert stock.remaining(sale) == 10  # every unit came back

@@ -11,8 +11,8 @@ import time
 
 import httpx
 
-from flashsale.keys import SaleKeys
 from flashsale.sales import sale_status
+from flashsale.stock.keys import SaleKeys
 from tests.conftest import auth
 from tests.faults.conftest import Stack
 
@@ -57,8 +57,8 @@ async def test_purchases_answered_503_during_a_freeze_never_happen(stack: Stack)
         # Nothing happened for them, and nothing will.
         keys = SaleKeys(sale)
         for order in told:
-            assert not stack.stock.client.exists(keys.reservation(order))
-        assert int(stack.stock.client.get(keys.stock) or 0) == 90
+            assert not stack.client.exists(keys.reservation(order))
+        assert int(stack.client.get(keys.stock) or 0) == 90
         users = [f"frozen-{i}" for i in range(30)] + ["frozen-route"]
         looked = await asyncio.gather(
             *(

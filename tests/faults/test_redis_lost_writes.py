@@ -13,6 +13,7 @@ import subprocess
 import httpx
 
 from flashsale.embedded import RedisServer
+from flashsale.stock.keys import SaleKeys
 from tests.conftest import FLASHSALE, token
 from tests.faults.conftest import Stack, click_until_answered, drop_unanswered
 
@@ -26,7 +27,7 @@ async def test_lost_writes_cannot_oversell_and_rebuild_repairs_redis(stack: Stac
     async with stack.watch(sale, STOCK) as timeline, stack.crowd(base, sale) as crowd:
         await asyncio.gather(*(crowd.click(1, f"early-{i}", "k") for i in range(40)))
         await asyncio.to_thread(stack.settle, sale, 40)
-        stack.stock.client.save()  # the snapshot Redis will come back from
+        stack.client.save()  # the snapshot Redis will come back from
         await asyncio.gather(*(crowd.click(1, f"mid-{i}", "k") for i in range(40)))
         await asyncio.to_thread(stack.settle, sale, 80)
 
@@ -42,7 +43,7 @@ async def test_lost_writes_cannot_oversell_and_rebuild_repairs_redis(stack: Stac
         stack.redis = RedisServer(stack.redis.data_dir, port=stack.redis.port, appendonly=False)
         stack.redis.start()
         stack.faults.append("Redis restarted from a snapshot 40 sales old")
-        assert stack.stock.client.get(f"fs:{{{sale}}}:stock") == b"60"
+        assert stack.client.get(SaleKeys(sale).stock) == b"60"
 
         # The first calls on connections Redis dropped may answer 503; clients retry.
         late = await asyncio.gather(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 
+from flashsale.stock.keys import SaleKeys
 from tests.faults.conftest import Stack, click_until_answered, drop_unanswered
 
 DOWN_SECONDS = 3.0
@@ -19,7 +20,7 @@ async def test_redis_restart_keeps_stock_and_reservations(stack: Stack) -> None:
     sale = stack.sale(stock=300)
     async with stack.watch(sale, 300) as timeline, stack.crowd(base, sale) as crowd:
         await asyncio.gather(*(crowd.click(1, f"before-{i}", "k") for i in range(150)))
-        remaining_before = stack.stock.client.get(f"fs:{{{sale}}}:stock")
+        remaining_before = stack.client.get(SaleKeys(sale).stock)
 
         stack.redis.stop()
         stack.faults.append(f"Redis stopped for {DOWN_SECONDS:.0f} s, then restarted (AOF)")
@@ -28,8 +29,8 @@ async def test_redis_restart_keeps_stock_and_reservations(stack: Stack) -> None:
         ]
         await asyncio.sleep(DOWN_SECONDS)
         stack.redis.start()  # same port and folder: the append-only file is replayed
-        assert stack.stock.client.get(f"fs:{{{sale}}}:stock") is not None
-        assert not stack.stock.client.script_exists(  # the API must reload its scripts
+        assert stack.client.get(SaleKeys(sale).stock) is not None
+        assert not stack.client.script_exists(  # the API must reload its scripts
             "0" * 40
         )[0]
         answered = await asyncio.gather(*buyers)

@@ -22,7 +22,7 @@ from flashsale.api.auth import issue_token
 from flashsale.local.registry import SECRET_FILE
 from tests.conftest import wait_for
 from tests.faults.conftest import REPORT
-from tests.local.test_up import Up
+from tests.helpers.up import Up
 
 SALE = "up-faults"
 SALE_YAML = f"""\

@@ -24,16 +24,16 @@ def test_failures_while_redis_is_unreachable_are_added_later(platform: Platform)
     gone = redis.Redis(port=free_port(), socket_connect_timeout=1)
     assert record_run(gone, component, ok=False, error="ConnectionError: refused") is False
     assert record_run(gone, component, ok=False, error="ConnectionError: refused") is False
-    assert record_run(platform.stock.client, component, ok=True) is True
-    figures = read_runs(platform.stock.client)[component]
+    assert record_run(platform.redis, component, ok=True) is True
+    figures = read_runs(platform.redis)[component]
     assert (figures.runs, figures.failures) == (3, 2)
     assert figures.last_ok_ms == figures.last_run_ms > 0
     assert figures.last_error == ""  # no failure was written with text yet
-    assert record_run(platform.stock.client, component, ok=False, error="Timeout\n  long")
-    after = read_runs(platform.stock.client)[component]
+    assert record_run(platform.redis, component, ok=False, error="Timeout\n  long")
+    after = read_runs(platform.redis)[component]
     assert (after.runs, after.failures, after.last_error) == (4, 3, "Timeout long")
     assert after.last_ok_ms == figures.last_ok_ms
-    platform.stock.client.delete(runs_key(component))
+    platform.redis.delete(runs_key(component))
 
 
 def test_loop_carries_on_after_outages_and_unexpected_errors(
@@ -54,13 +54,13 @@ def test_loop_carries_on_after_outages_and_unexpected_errors(
     with caplog.at_level(logging.WARNING, logger="flashsale.loops"):
         loop = threading.Thread(
             target=run_every,
-            args=(component, 0.05, step, platform.stock.client, stop, Backoff(0.05, cap=0.2)),
+            args=(component, 0.05, step, platform.redis, stop, Backoff(0.05, cap=0.2)),
         )
         loop.start()
         loop.join(10)
     assert not loop.is_alive()
     assert len(done) == 2
-    figures = read_runs(platform.stock.client)[component]
+    figures = read_runs(platform.redis)[component]
     assert figures == RunFigures(
         runs=4,
         failures=2,
@@ -72,7 +72,7 @@ def test_loop_carries_on_after_outages_and_unexpected_errors(
     assert any("ConnectionError: Connection refused; trying again in" in line for line in lines)
     traced = [r for r in caplog.records if r.exc_info and "step failed" in r.getMessage()]
     assert len(traced) == 1 and "a bad row" in str(traced[0].exc_info[1])  # type: ignore[index]
-    platform.stock.client.delete(runs_key(component))
+    platform.redis.delete(runs_key(component))
 
 
 def test_backoff_doubles_up_to_its_cap() -> None:
@@ -82,12 +82,12 @@ def test_backoff_doubles_up_to_its_cap() -> None:
 
 
 def test_a_single_reap_records_its_run(platform: Platform) -> None:
-    before = read_runs(platform.stock.client).get("reaper")
+    before = read_runs(platform.redis).get("reaper")
     out = subprocess.run(
         [FLASHSALE, "reap"], env=platform.env, capture_output=True, text=True, timeout=60
     )
     assert out.returncode == 0, out.stderr
-    after = read_runs(platform.stock.client)["reaper"]
+    after = read_runs(platform.redis)["reaper"]
     assert after.runs == (before.runs if before else 0) + 1
     assert after.last_ok_ms == after.last_run_ms > (before.last_run_ms if before else 0)
 

@@ -15,7 +15,8 @@ import httpx
 import pytest
 
 from flashsale.embedded import free_port
-from tests.conftest import FLASHSALE, descendants, wait_for
+from tests.conftest import FLASHSALE, wait_for
+from tests.helpers.up import Up
 
 SALE_YAML = """\
 apiVersion: flashsale.dev/v1alpha1
@@ -32,61 +33,12 @@ def data_dir() -> Iterator[Path]:
     shutil.rmtree(path, ignore_errors=True)
 
 
-def local_env(data_dir: Path) -> dict[str, str]:
-    """Nothing configured but the data folder, as on a newcomer's machine."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FLASHSALE_")}
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    return env | {"FLASHSALE_DATA_DIR": str(data_dir)}
-
-
 def running(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except OSError:
         return False
     return state != "Z"
-
-
-class Up:
-    def __init__(self, data_dir: Path, log: Path, port: int | None = None, **env: str) -> None:
-        self.port = port or free_port()
-        self.env = local_env(data_dir) | env
-        self.log = log
-        with open(log, "ab") as out:
-            self.proc = subprocess.Popen(
-                [FLASHSALE, "up", "--port", str(self.port), "--api-workers", "1"],
-                env=self.env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        self.base = f"http://127.0.0.1:{self.port}"
-
-    def ready(self) -> bool:
-        assert self.proc.poll() is None, self.log.read_text()
-        try:
-            return httpx.get(self.base + "/readyz", timeout=2).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    def cli(self, *args: str) -> str:
-        out = subprocess.run(
-            [FLASHSALE, *args], env=self.env, capture_output=True, text=True, timeout=60
-        )
-        assert out.returncode == 0, out.stderr
-        return out.stdout
-
-    def interrupt(self) -> set[int]:
-        """Ctrl-C; returns the processes that ran under `up` just before."""
-        pids = descendants(self.proc.pid) | {self.proc.pid}
-        self.proc.send_signal(signal.SIGINT)
-        assert self.proc.wait(60) == 0, self.log.read_text()
-        return pids
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
 
 
 def test_up_serves_then_stops_everything_and_keeps_the_data(data_dir: Path) -> None:

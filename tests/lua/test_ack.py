@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import uuid
 
-from flashsale.keys import SaleKeys
 from flashsale.stock import Outcome
+from flashsale.stock.keys import SaleKeys
 from tests.conftest import Platform
 
 
@@ -14,11 +14,11 @@ def new_id() -> str:
 
 
 def inflight(platform: Platform, sale: str) -> int:
-    return int(platform.stock.client.hget(SaleKeys(sale).meta, "inflight") or 0)
+    return int(platform.redis.hget(SaleKeys(sale).meta, "inflight") or 0)
 
 
 def state(platform: Platform, sale: str, order: str) -> str | None:
-    raw = platform.stock.client.hget(SaleKeys(sale).reservation(order), "state")
+    raw = platform.redis.hget(SaleKeys(sale).reservation(order), "state")
     return raw.decode() if raw is not None else None
 
 
@@ -32,7 +32,7 @@ def reserve(platform: Platform, sale: str, user: str, quantity: int) -> str:
 def test_ack_takes_the_order_off_the_outbox_once(platform: Platform) -> None:
     sale = platform.sale(stock=5, perUserLimit=2)
     k = SaleKeys(sale)
-    client = platform.stock.client
+    client = platform.redis
     order = reserve(platform, sale, "alice", 2)
     assert inflight(platform, sale) == 2
 
@@ -60,13 +60,13 @@ def test_ack_decrements_inflight_only_by_its_own_order(platform: Platform) -> No
     assert inflight(platform, sale) == 1
     assert platform.stock.ack(sale, second) is False
     assert inflight(platform, sale) == 1
-    members = platform.stock.client.zrange(k.outbox, 0, -1)
+    members = platform.redis.zrange(k.outbox, 0, -1)
     assert [m.decode() for m in members] == [first]
     assert state(platform, sale, first) == "reserved"
 
     assert platform.stock.ack(sale, first) is True
     assert inflight(platform, sale) == 0
-    assert platform.stock.client.zcard(k.outbox) == 0
+    assert platform.redis.zcard(k.outbox) == 0
 
 
 def test_ack_of_an_unknown_order_changes_nothing(platform: Platform) -> None:
@@ -75,15 +75,15 @@ def test_ack_of_an_unknown_order_changes_nothing(platform: Platform) -> None:
     stranger = new_id()
     assert platform.stock.ack(sale, stranger) is False
     assert inflight(platform, sale) == 1
-    assert platform.stock.client.zcard(SaleKeys(sale).outbox) == 1
+    assert platform.redis.zcard(SaleKeys(sale).outbox) == 1
     assert state(platform, sale, order) == "reserved"
-    assert not platform.stock.client.exists(SaleKeys(sale).reservation(stranger))
+    assert not platform.redis.exists(SaleKeys(sale).reservation(stranger))
 
 
 def test_rejected_releases_the_users_units_but_not_the_stock(platform: Platform) -> None:
     sale = platform.sale(stock=5, perUserLimit=1)
     k = SaleKeys(sale)
-    client = platform.stock.client
+    client = platform.redis
     order = reserve(platform, sale, "alice", 1)
     bob = reserve(platform, sale, "bob", 1)
     assert platform.stock.reserve(sale, "alice", 1, new_id()).outcome is Outcome.LIMIT_REACHED
@@ -116,13 +116,13 @@ def test_rejected_after_persisted_is_ignored(platform: Platform) -> None:
     assert platform.stock.ack(sale, order) is True
     assert platform.stock.ack(sale, order, rejected=True) is False
     assert state(platform, sale, order) == "persisted"
-    assert platform.stock.client.hget(SaleKeys(sale).held, "alice") == b"1"
+    assert platform.redis.hget(SaleKeys(sale).held, "alice") == b"1"
 
 
 def test_units_move_from_inflight_to_live_in_one_step(platform: Platform) -> None:
     sale = platform.sale(stock=10, perUserLimit=5)
     meta = SaleKeys(sale).meta
-    client = platform.stock.client
+    client = platform.redis
 
     def figures() -> tuple[int, int, int]:
         inflight_raw, live_raw = client.hmget(meta, "inflight", "live")

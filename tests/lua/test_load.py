@@ -9,9 +9,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from flashsale.db.models import Sale
-from flashsale.keys import SaleKeys
 from flashsale.sales import InvalidSale
 from flashsale.stock import Outcome, SaleLimits, SoldInSql, StockLoadError
+from flashsale.stock.keys import SaleKeys
 from tests.conftest import Platform
 
 LIMITS = SaleLimits(
@@ -36,7 +36,7 @@ def new_sale() -> str:
 
 
 def meta(platform: Platform, sale: str) -> dict[str, str]:
-    raw = platform.stock.client.hgetall(SaleKeys(sale).meta)
+    raw = platform.redis.hgetall(SaleKeys(sale).meta)
     return {k.decode(): v.decode() for k, v in raw.items()}
 
 
@@ -182,8 +182,7 @@ def test_settings_update_in_place(platform: Platform) -> None:
     result = platform.stock.reserve(sale, "alice", 2, new_id())
     assert result.outcome is Outcome.ACCEPTED
     reserved_at = int(
-        platform.stock.client.hget(SaleKeys(sale).reservation(result.order_id or ""), "reserved_at")
-        or 0
+        platform.redis.hget(SaleKeys(sale).reservation(result.order_id or ""), "reserved_at") or 0
     )
     assert result.expires_at_ms == reserved_at + 30 * 1000
     assert platform.remaining(sale) == 2
@@ -226,7 +225,7 @@ def test_what_sql_sold_shapes_a_new_load_only(platform: Platform) -> None:
     sold = SoldInSql(live_units=4, held=(("ann", 3), ("bob", 1)), unreturned_expired=("e-1",))
     assert platform.stock.load(sale, LIMITS, sold) == 6
     keys = SaleKeys(sale)
-    client = platform.stock.client
+    client = platform.redis
     assert meta(platform, sale)["live"] == "4" and meta(platform, sale)["inflight"] == "0"
     assert client.hgetall(keys.held) == {b"ann": b"3", b"bob": b"1"}
     assert client.smembers(keys.restored) == {b"e-1"}
@@ -240,4 +239,4 @@ def test_a_new_load_below_what_sql_sold_is_refused(platform: Platform) -> None:
     sale = new_sale()
     with pytest.raises(StockLoadError, match="12 units are already taken"):
         platform.stock.load(sale, LIMITS, SoldInSql(live_units=12))
-    assert not platform.stock.client.exists(SaleKeys(sale).meta)
+    assert not platform.redis.exists(SaleKeys(sale).meta)

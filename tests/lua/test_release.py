@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import uuid
 
-from flashsale.keys import SaleKeys
 from flashsale.sales import sale_status
 from flashsale.stock import Outcome
+from flashsale.stock.keys import SaleKeys
 from tests.conftest import Platform
 
 
@@ -20,7 +20,7 @@ def reserve(platform: Platform, sale: str, user: str, quantity: int) -> str:
 
 def test_release_returns_units_and_the_users_count_once(platform: Platform) -> None:
     sale = platform.sale(stock=5, perUserLimit=3)
-    k, client = SaleKeys(sale), platform.stock.client
+    k, client = SaleKeys(sale), platform.redis
     order = reserve(platform, sale, "ann", 2)
     kept = reserve(platform, sale, "bob", 1)
     assert int(client.hget(k.meta, "inflight")) == 3
@@ -46,7 +46,7 @@ def test_a_stored_reservation_is_never_released(platform: Platform) -> None:
     assert platform.stock.ack(sale, order) is True  # stored in SQL first
     assert platform.stock.release(sale, order) == 0
     assert platform.remaining(sale) == 4
-    assert platform.stock.client.hget(SaleKeys(sale).reservation(order), "state") == b"persisted"
+    assert platform.redis.hget(SaleKeys(sale).reservation(order), "state") == b"persisted"
     # And the other way round: once released, an acknowledgement takes nothing.
     other = reserve(platform, sale, "dee", 1)
     assert platform.stock.release(sale, other) == 1

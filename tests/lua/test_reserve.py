@@ -8,16 +8,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from flashsale.keys import SaleKeys
-from flashsale.stock import (
-    Outcome,
-    Purchase,
-    ReserveResult,
-    lua_source,
-    parse_answers,
-    reserve_call,
-)
-from flashsale.worker.message import persist_args
+from flashsale.handoff import persist_args
+from flashsale.stock import Outcome, Purchase, ReserveResult, lua_source
+from flashsale.stock.calls import parse_answers, reserve_call
+from flashsale.stock.keys import SaleKeys
 from tests.conftest import Platform
 
 
@@ -26,7 +20,7 @@ def new_id() -> str:
 
 
 def text_hash(platform: Platform, key: str) -> dict[str, str]:
-    return {k.decode(): v.decode() for k, v in platform.stock.client.hgetall(key).items()}
+    return {k.decode(): v.decode() for k, v in platform.redis.hgetall(key).items()}
 
 
 def iso(delta: timedelta) -> str:
@@ -36,7 +30,7 @@ def iso(delta: timedelta) -> str:
 def assert_untouched(platform: Platform, sale: str, stock: int, order_id: str) -> None:
     """A refusal leaves the stock as it was and records no reservation."""
     k = SaleKeys(sale)
-    client = platform.stock.client
+    client = platform.redis
     assert platform.remaining(sale) == stock
     assert not client.exists(k.reservation(order_id))
     assert client.zscore(k.outbox, order_id) is None
@@ -45,7 +39,7 @@ def assert_untouched(platform: Platform, sale: str, stock: int, order_id: str) -
 def test_accepted_decrements_stock_and_records_the_reservation(platform: Platform) -> None:
     sale = platform.sale(stock=5, perUserLimit=2, paymentTimeoutSeconds=90)
     k = SaleKeys(sale)
-    client = platform.stock.client
+    client = platform.redis
     order = new_id()
 
     before_ms = time.time() * 1000
@@ -84,7 +78,7 @@ def test_several_acceptances_add_up(platform: Platform) -> None:
     assert platform.remaining(sale) == 4
     assert text_hash(platform, k.meta)["inflight"] == "6"
     assert text_hash(platform, k.held) == {"alice": "4", "bob": "2"}
-    members = platform.stock.client.zrange(k.outbox, 0, -1)
+    members = platform.redis.zrange(k.outbox, 0, -1)
     assert sorted(m.decode() for m in members) == sorted(orders)
 
 
@@ -95,7 +89,7 @@ def test_unknown_sale(platform: Platform) -> None:
     assert result.outcome is Outcome.UNKNOWN_SALE
     assert result.order_id is None
     # Nothing is created for a sale that does not exist.
-    assert platform.stock.client.keys(SaleKeys(sale).pattern) == []
+    assert platform.redis.keys(SaleKeys(sale).pattern) == []
 
 
 def test_paused(platform: Platform) -> None:
@@ -130,7 +124,7 @@ def test_ended(platform: Platform) -> None:
 def test_closed_flag_ends_the_sale(platform: Platform) -> None:
     sale = platform.sale(stock=3)
     assert platform.stock.reserve(sale, "alice", 1, new_id()).outcome is Outcome.ACCEPTED
-    platform.stock.client.hset(SaleKeys(sale).meta, "closed", 1)
+    platform.redis.hset(SaleKeys(sale).meta, "closed", 1)
     order = new_id()
     assert platform.stock.reserve(sale, "bob", 1, order).outcome is Outcome.ENDED
     assert_untouched(platform, sale, 2, order)
@@ -142,7 +136,7 @@ def test_sold_out_when_stock_below_quantity(platform: Platform) -> None:
     order = new_id()
     assert platform.stock.reserve(sale, "alice", 3, order).outcome is Outcome.SOLD_OUT
     assert_untouched(platform, sale, 2, order)
-    assert platform.stock.client.hget(k.held, "alice") is None
+    assert platform.redis.hget(k.held, "alice") is None
 
     assert platform.stock.reserve(sale, "alice", 2, new_id()).outcome is Outcome.ACCEPTED
     assert platform.remaining(sale) == 0
@@ -160,7 +154,7 @@ def test_limit_reached_across_reservations(platform: Platform) -> None:
     order = new_id()
     assert platform.stock.reserve(sale, "alice", 1, order).outcome is Outcome.LIMIT_REACHED
     assert_untouched(platform, sale, 8, order)
-    assert platform.stock.client.hget(k.held, "alice") == b"2"
+    assert platform.redis.hget(k.held, "alice") == b"2"
     # The limit is per user: someone else still buys.
     assert platform.stock.reserve(sale, "bob", 2, new_id()).outcome is Outcome.ACCEPTED
     assert platform.remaining(sale) == 6
@@ -194,9 +188,9 @@ def test_idempotency_key_replays_the_first_order(platform: Platform) -> None:
     assert second.quantity == 1
     # Stock, holdings and the outbox were touched once.
     assert platform.remaining(sale) == 4
-    assert platform.stock.client.hget(k.held, "alice") == b"1"
-    assert platform.stock.client.zcard(k.outbox) == 1
-    assert not platform.stock.client.exists(k.reservation(second_id))
+    assert platform.redis.hget(k.held, "alice") == b"1"
+    assert platform.redis.zcard(k.outbox) == 1
+    assert not platform.redis.exists(k.reservation(second_id))
 
     # Without a key, or with another key, the same user makes a new order.
     third = platform.stock.reserve(sale, "alice", 1, new_id(), idempotency_key="key-2")
@@ -247,7 +241,7 @@ def test_token_bucket_limits_then_refills(platform: Platform) -> None:
 
 def queued(platform: Platform, queue: str) -> list[tuple[str, list[str]]]:
     """(sale, order ids) of each message on the queue, oldest first."""
-    return [persist_args(raw) for raw in reversed(platform.stock.client.lrange(queue, 0, -1))]
+    return [persist_args(raw) for raw in reversed(platform.redis.lrange(queue, 0, -1))]
 
 
 def test_message_is_queued_only_on_acceptance(platform: Platform) -> None:
@@ -270,7 +264,7 @@ def test_message_is_queued_only_on_acceptance(platform: Platform) -> None:
 
 def test_message_is_not_queued_on_any_refusal(platform: Platform) -> None:
     queue = f"q-{uuid.uuid4()}"
-    client = platform.stock.client
+    client = platform.redis
     refused = {
         Outcome.PAUSED: platform.sale(paused=True),
         Outcome.NOT_STARTED: platform.sale(startsAt=iso(timedelta(hours=1))),
@@ -304,7 +298,7 @@ def test_idempotent_replay_survives_rate_limit_and_pause(platform: Platform) -> 
         first.order_id,
         True,
     )
-    platform.stock.client.hset(SaleKeys(sale).meta, "paused", "1")
+    platform.redis.hset(SaleKeys(sale).meta, "paused", "1")
     retry = platform.stock.reserve(sale, "alice", 1, new_id(), idempotency_key="k")
     assert (retry.outcome, retry.order_id) == (Outcome.ACCEPTED, first.order_id)
     assert platform.remaining(sale) == 4
@@ -325,7 +319,7 @@ def test_a_reused_idempotency_key_with_another_quantity_is_refused(platform: Pla
 
 def test_a_call_past_its_deadline_decides_nothing(platform: Platform) -> None:
     sale = platform.sale(stock=5, perUserLimit=3)
-    client = platform.stock.client
+    client = platform.redis
     sha = client.script_load(lua_source("reserve"))
     secs, micros = client.time()
     now_ms = int(secs) * 1000 + int(micros) // 1000

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import uuid
 
-from flashsale.keys import SaleKeys
+from flashsale.handoff import persist_args
 from flashsale.stock import Outcome, Purchase
-from flashsale.worker.message import persist_args
+from flashsale.stock.keys import SaleKeys
 from tests.conftest import Platform
 
 
@@ -16,7 +16,7 @@ def buy(user: str, quantity: int = 1, key: str | None = None) -> Purchase:
 
 
 def queued(platform: Platform, queue: str) -> list[tuple[str, list[str]]]:
-    return [persist_args(raw) for raw in platform.stock.client.lrange(queue, 0, -1)]
+    return [persist_args(raw) for raw in platform.redis.lrange(queue, 0, -1)]
 
 
 def test_each_purchase_is_decided_in_order(platform: Platform) -> None:
@@ -36,7 +36,7 @@ def test_each_purchase_is_decided_in_order(platform: Platform) -> None:
     assert [r.order_id for r in results if r.outcome is Outcome.ACCEPTED] == admitted
     assert queued(platform, queue) == [(sale, admitted)]
 
-    k, client = SaleKeys(sale), platform.stock.client
+    k, client = SaleKeys(sale), platform.redis
     assert platform.remaining(sale) == 0
     assert int(client.hget(k.meta, "inflight")) == 3
     assert {u.decode(): int(n) for u, n in client.hgetall(k.held).items()} == {
@@ -69,18 +69,18 @@ def test_a_key_repeated_in_one_call_takes_stock_once(platform: Platform) -> None
     assert results[2].order_id != first.order_id
     assert platform.remaining(sale) == 3
     assert queued(platform, queue) == [(sale, [first.order_id, results[2].order_id])]
-    platform.stock.client.delete(queue)
+    platform.redis.delete(queue)
 
 
 def test_a_closed_sale_refuses_all_but_replays(platform: Platform) -> None:
     sale = platform.sale(stock=5, perUserLimit=5)
     earlier = platform.stock.reserve(sale, "ann", 1, str(uuid.uuid4()), idempotency_key="k")
-    platform.stock.client.hset(SaleKeys(sale).meta, "paused", "1")
+    platform.redis.hset(SaleKeys(sale).meta, "paused", "1")
     queue = f"q-{uuid.uuid4()}"
     results = platform.stock.reserve_many(sale, [buy("bob"), buy("ann", key="k")], queue)
     assert [r.outcome for r in results] == [Outcome.PAUSED, Outcome.ACCEPTED]
     assert results[1].order_id == earlier.order_id
-    assert not platform.stock.client.exists(queue)  # nothing new was admitted
+    assert not platform.redis.exists(queue)  # nothing new was admitted
     assert platform.remaining(sale) == 4
 
 

@@ -16,7 +16,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import kmock
@@ -34,20 +34,6 @@ DEPLOYMENTS = kmock.resource("apps/v1/deployments")
 EVENTS = kmock.resource("v1/events")
 API, WORKER = "flashsale-api", "flashsale-worker"
 REFRESH = 0.3
-
-T = TypeVar("T")
-
-
-async def eventually(check: Callable[[], T], timeout: float = 15.0, every: float = 0.1) -> T:
-    """Await until `check()` returns something truthy (its value) or fail with the last one."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not met within {timeout}s; last value: {value!r}")
-        await asyncio.sleep(every)
 
 
 def crd_version() -> dict[str, Any]:

@@ -18,7 +18,8 @@ from flashsale.orders import pay_order
 from flashsale.persist import persist_reservation
 from flashsale.stock import Outcome
 from tests.conftest import Platform
-from tests.operator.conftest import ROOT, Cluster, Operator, eventually
+from tests.helpers.wait import eventually
+from tests.operator.conftest import ROOT, Cluster, Operator
 
 
 def kubectl_binary() -> str | None:

@@ -13,10 +13,11 @@ from typing import Any
 import jsonschema
 import kmock
 
-from flashsale.keys import SaleKeys
 from flashsale.persist import persist_reservation
 from flashsale.stock import Outcome
+from flashsale.stock.keys import SaleKeys
 from tests.conftest import Platform
+from tests.helpers.wait import eventually
 from tests.operator.conftest import (
     API,
     DEPLOYMENTS,
@@ -26,7 +27,6 @@ from tests.operator.conftest import (
     Cluster,
     Operator,
     crd_version,
-    eventually,
     operator_requests,
 )
 
@@ -131,7 +131,7 @@ async def test_raising_stock_adds_the_difference_once(
     await asyncio.sleep(REFRESH * 4)
     assert cluster.status(sale_name)["stock"]["remaining"] == 12
     assert platform.remaining(sale_name) == 12
-    assert platform.stock.client.hget(SaleKeys(sale_name).meta, "total") == b"15"
+    assert platform.redis.hget(SaleKeys(sale_name).meta, "total") == b"15"
 
     # Other spec changes reach Redis too, and never touch the stock.
     await cluster.patch_spec(sale_name, {"paused": True})
@@ -214,7 +214,7 @@ async def test_a_bad_spec_gets_phase_invalid_a_condition_and_an_event(
         lambda: [e for e in cluster.events(sale_name) if e["type"] == "Warning"]
     )
     assert warnings[0]["reason"] == "InvalidSpec" and "stock" in warnings[0]["message"]
-    assert platform.stock.client.exists(SaleKeys(sale_name).meta) == 0
+    assert platform.redis.exists(SaleKeys(sale_name).meta) == 0
     assert cluster.replicas(API) == 1  # a refused sale asks for nothing
 
     # Fixing the spec loads the sale.
@@ -249,16 +249,16 @@ async def test_deleting_a_sale_ends_it_and_removes_its_keys_after_in_flight_orde
     await cluster.delete(sale_name)
     meta = SaleKeys(sale_name).meta
     # Closed at once: no reservation is accepted any more ...
-    await eventually(lambda: platform.stock.client.hget(meta, "closed") == b"1")
+    await eventually(lambda: platform.redis.hget(meta, "closed") == b"1")
     late = platform.stock.reserve(sale_name, "late-user", 1, str(uuid.uuid4()))
     assert late.outcome == Outcome.ENDED
     # ... but the keys stay while an accepted reservation is still on its way to SQL.
     assert cluster.sale(sale_name) is not None
-    assert platform.stock.client.exists(meta) == 1
+    assert platform.redis.exists(meta) == 1
 
     persist_reservation(platform.sessions, platform.stock, sale_name, in_flight)
     await eventually(lambda: cluster.sale(sale_name) is None)
-    assert list(platform.stock.client.scan_iter(match=SaleKeys(sale_name).pattern)) == []
+    assert list(platform.redis.scan_iter(match=SaleKeys(sale_name).pattern)) == []
     assert {o["status"] for o in platform.orders(sale_name)} == {"pending_payment"}
     assert len(platform.orders(sale_name)) == 2  # orders stay in SQL
     await eventually(lambda: cluster.replicas(API) == 1)  # the last sale is gone

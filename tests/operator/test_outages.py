@@ -11,9 +11,10 @@ import pytest
 import redis
 
 from flashsale.embedded import RedisServer
-from flashsale.keys import SaleKeys
+from flashsale.stock.keys import SaleKeys
 from tests.conftest import Platform
-from tests.operator.conftest import Cluster, Operator, eventually
+from tests.helpers.wait import eventually
+from tests.operator.conftest import Cluster, Operator
 
 
 class RestartableRedis:

@@ -8,10 +8,11 @@ from collections.abc import Awaitable, Callable, Iterator
 import pytest
 import redis
 
+from flashsale.handoff import PACE_TTL_SECONDS, WORKER_PACE_KEY
 from flashsale.operator.pace_setter import REWRITE_SECONDS, PaceSetter
-from flashsale.worker.pacing import PACE_TTL_SECONDS, WORKER_PACE_KEY
 from tests.conftest import Platform
-from tests.operator.conftest import Cluster, Operator, eventually, operator_broker
+from tests.helpers.wait import eventually
+from tests.operator.conftest import Cluster, Operator, operator_broker
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ def _unknown() -> ApiError:
 )
 def read_order(order_id: str, user: CurrentUser, services: ServicesDep) -> OrderOut:
     try:
-        view = get_order(services.sessions, services.stock.client, user, order_id)
+        view = get_order(services.sessions, services.stock, user, order_id)
     except UnknownOrder:
         raise _unknown() from None
     return OrderOut(
