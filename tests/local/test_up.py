@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -15,6 +14,7 @@ import httpx
 import pytest
 
 from flashsale.embedded import free_port
+from flashsale.local.process import Process
 from tests.conftest import FLASHSALE, wait_for
 from tests.helpers.up import Up
 
@@ -129,22 +129,17 @@ def test_operator_finds_the_servers_of_up_through_the_data_folder(data_dir: Path
         wait_for(up.ready, timeout=120, every=0.3)
         # With only the data folder, the operator gets past its settings to logging in to
         # Kubernetes (there is none here, so it keeps trying).
-        operator_log = data_dir.parent / "operator.log"
-        with open(operator_log, "wb") as out:
-            operator = subprocess.Popen(
-                [FLASHSALE, "operator", "--liveness", ""],
-                env=up.env | {"KUBECONFIG": str(data_dir.parent / "no-kubeconfig")},
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        operator = Process(
+            [FLASHSALE, "operator", "--liveness", ""],
+            up.env | {"KUBECONFIG": str(data_dir.parent / "no-kubeconfig")},
+            log=data_dir.parent / "operator.log",
+        ).start()
         try:
-            wait_for(lambda: "login" in operator_log.read_text(), timeout=60)
-            assert operator.poll() is None, operator_log.read_text()
+            wait_for(lambda: "login" in operator.output(), timeout=60)
+            assert operator.alive(), operator.output()
         finally:
-            os.killpg(operator.pid, signal.SIGKILL)
-            operator.wait()
-        assert "FLASHSALE_REDIS_URL is not set" not in operator_log.read_text()
+            operator.stop(signal.SIGKILL)
+        assert "FLASHSALE_REDIS_URL is not set" not in operator.output()
         up.interrupt()
     finally:
         up.kill()
