@@ -21,6 +21,7 @@ lint: install
 	$(BIN)/ruff check flashsale tests
 	$(BIN)/ruff format --check flashsale tests
 	$(BIN)/mypy
+	$(BIN)/lint-imports  ## the layers of pyproject's [tool.importlinter]
 
 fmt: install
 	$(BIN)/ruff check --fix flashsale tests

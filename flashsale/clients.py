@@ -8,7 +8,8 @@ no module picks timeouts of its own:
     HOT_PATH    the API's reservations (asyncio)          2 s / 2 s, 512 connections
     PUBLISH     the API's task publish to the broker      FLASHSALE_PUBLISH_TIMEOUT_SECONDS
     SERVICE     workers, loops, the operator, the CLI     5 s / 2 s, health checks
-    FIGURES     /metrics reads                            1 s / 1 s
+    PROBE       /metrics reads, readiness probes          1 s / 1 s
+    BULK        the benchmark's loads and measurements    30 s / 2 s
 
 The stock Redis is FLASHSALE_REDIS_URL, the broker FLASHSALE_BROKER_URL (the stock Redis
 when unset). A Redis Cluster client would plug in here, behind the same roles."""
@@ -31,7 +32,8 @@ class Role(Enum):
     HOT_PATH = "hot_path"
     PUBLISH = "publish"
     SERVICE = "service"
-    FIGURES = "figures"
+    PROBE = "probe"
+    BULK = "bulk"
 
 
 def _policy(role: Role, settings: Settings | None) -> dict[str, Any]:
@@ -45,8 +47,10 @@ def _policy(role: Role, settings: Settings | None) -> dict[str, Any]:
     if role is Role.PUBLISH:
         timeout = settings.publish_timeout_seconds if settings else 0.5
         return {"socket_timeout": timeout, "socket_connect_timeout": timeout}
-    if role is Role.FIGURES:
+    if role is Role.PROBE:
         return {"socket_timeout": 1, "socket_connect_timeout": 1}
+    if role is Role.BULK:
+        return {"socket_timeout": 30, "socket_connect_timeout": 2}
     return {"socket_timeout": 5, "socket_connect_timeout": 2, "health_check_interval": 15}
 
 

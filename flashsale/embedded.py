@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import TypeVar
 
 import psycopg
-import redis
 
+from flashsale.clients import Role, redis_client
 from flashsale.extras import install_hint
 
 START_TIMEOUT = 60.0
@@ -173,7 +173,7 @@ class RedisServer:
         self.proc = subprocess.Popen(
             cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
         )
-        client = redis.Redis.from_url(self.url, socket_timeout=1)
+        client = redis_client(self.url, Role.PROBE)
         _wait_until(lambda: bool(client.ping()), self.proc, "redis-server", log)
         client.close()
         return self

@@ -118,7 +118,7 @@ class Settings(BaseSettings):
     def with_local_platform(self) -> Settings:
         """Fill what is not configured from a `flashsale up` running in the data folder:
         its Redis, its PostgreSQL and its signing key."""
-        from flashsale.local.registry import local_jwt_secret, running_servers
+        from flashsale.datadir import local_jwt_secret, running_servers
 
         update: dict[str, object] = {}
         if not (self.redis_url and self.database_url):

@@ -21,10 +21,10 @@ import orjson
 from fastapi import FastAPI
 from starlette.types import Receive, Scope, Send
 
+from flashsale.api.admission import IDEMPOTENCY_KEY, admit
 from flashsale.api.errors import ApiError
 from flashsale.api.limits import declared_too_long, replay_body
 from flashsale.api.metrics import observe_request
-from flashsale.api.routes.reservations import IDEMPOTENCY_KEY, admit
 from flashsale.api.schemas import MAX_QUANTITY
 from flashsale.api.services import Services
 

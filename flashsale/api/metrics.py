@@ -1,5 +1,5 @@
 """Prometheus metrics: reservation outcomes and request latency, counted by each process,
-and the platform figures (flashsale/figures.py), read when scraped."""
+and the platform figures (flashsale/figures), read when scraped."""
 
 from __future__ import annotations
 

@@ -12,6 +12,7 @@ from typing import Any
 import redis
 from sqlalchemy.orm import Session, sessionmaker
 
+from flashsale.clients import Role, redis_client
 from flashsale.db.engine import session_factory
 from flashsale.embedded import PostgresServer, RedisServer
 from flashsale.local.storage import Storage
@@ -43,7 +44,7 @@ class BenchPlatform:
         storage = Storage.throwaway(workdir, appendonly=True, durable=True).start()
         assert storage.redis is not None and storage.postgres is not None
         rds, pg = storage.redis, storage.postgres
-        client = redis.Redis.from_url(rds.url, socket_timeout=30)
+        client = redis_client(rds.url, Role.BULK)
         return cls(workdir, rds, pg, session_factory(pg.url), Stock(client), client, keep)
 
     @property

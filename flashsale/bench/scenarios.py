@@ -12,12 +12,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
-import redis
 
 from flashsale.bench.platform import BenchPlatform
 from flashsale.bench.wrk import require_tool
 from flashsale.handoff import persist_template
-from flashsale.stock import Outcome, Purchase, lua_source
+from flashsale.stock import Outcome, Purchase
 from flashsale.stock.calls import reserve_call
 
 QUEUE = "flashsale.orders"
@@ -27,18 +26,12 @@ def find_redis_benchmark() -> str:
     return require_tool("redis-benchmark", "redis-tools", "redis")
 
 
-def reserve_sha(client: redis.Redis) -> str:
-    sha: str = client.script_load(lua_source("reserve"))
-    return sha
-
-
 def redis_ceiling(
     platform: BenchPlatform, sale: str, connections: int, requests: int, pipeline: int
 ) -> dict[str, float]:
     """redis-benchmark calling reserve.lua with EVALSHA, one purchase per call: users and
     order ids vary per call, each call pushes a task message, as the API's calls do."""
-    client = platform.redis
-    sha = reserve_sha(client)
+    sha = platform.stock.load_script("reserve")
     user = "rb-__rand_int__"
     order = "__rand_int__"
     keys, args = reserve_call(
@@ -77,7 +70,7 @@ def redis_ceiling(
     figures = [float(v.strip('"')) for v in lines[-1].rsplit(",", 7)[1:]]
     row = dict(zip(lines[0].rsplit(",", 7)[1:], figures, strict=True))
     row = {k.strip('"'): v for k, v in row.items()}
-    client.unlink(QUEUE)
+    platform.redis.unlink(QUEUE)
     return {
         "rps": float(row["rps"]),
         "p50_ms": float(row["p50_latency_ms"]),

@@ -20,13 +20,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
-from flashsale.embedded import PostgresServer, RedisServer, ServerError
-from flashsale.local.registry import (
+from flashsale.datadir import (
     PlatformRecord,
     forget_servers,
     local_jwt_secret,
     record_servers,
 )
+from flashsale.embedded import PostgresServer, RedisServer, ServerError
 from flashsale.local.storage import Storage, port_is_free
 from flashsale.local.supervisor import LineSink, Notice, Restarts, Supervisor
 from flashsale.settings import Settings

@@ -1,5 +1,5 @@
 """The operator's Prometheus gauges: what each sale holds and its phase, as its status says,
-and the platform figures (flashsale/figures.py: outbox and persist lag, orders, queue,
+and the platform figures (flashsale/figures: outbox and persist lag, orders, queue,
 loops), read when scraped, under the same names as on the API's /metrics. A registry of
 its own, so nothing else in the process leaks into it."""
 

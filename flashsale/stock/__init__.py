@@ -30,8 +30,6 @@ from flashsale.stock.calls import (
     StockLoadError,
 )
 from flashsale.stock.hotpath import AsyncStock, Publish
-from flashsale.stock.keys import SaleKeys
-from flashsale.stock.scripts import Scripts, lua_source
 from flashsale.stock.store import Backlog, Closed, SaleInRedis, Stock
 
 __all__ = [
@@ -44,11 +42,8 @@ __all__ = [
     "Purchase",
     "ReserveResult",
     "SaleInRedis",
-    "SaleKeys",
     "SaleLimits",
-    "Scripts",
     "SoldInSql",
     "Stock",
     "StockLoadError",
-    "lua_source",
 ]

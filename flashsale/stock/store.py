@@ -77,6 +77,12 @@ class Stock:
     def close(self) -> None:
         self._client.close()
 
+    def load_script(self, name: str) -> str:
+        """Load one script into Redis's cache; its SHA-1, for a caller that sends EVALSHA
+        itself (the benchmark's redis-benchmark runs)."""
+        sha: str = self._client.script_load(getattr(self._scripts, name).script)
+        return sha
+
     def ping(self) -> bool:
         return bool(self._client.ping())
 

@@ -20,7 +20,7 @@ from celery.signals import celeryd_after_setup, task_rejected, task_unknown
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from flashsale.db.engine import session_factory
+from flashsale import clients
 from flashsale.deadletters import bury_message
 from flashsale.handoff import (
     BURY_TASK,
@@ -62,16 +62,12 @@ def _persist_task(name: str) -> Callable[[Callable[..., Any]], Task[Any, Any]]:
 
 @cache
 def _sessions() -> sessionmaker[Session]:
-    return session_factory(get_settings().require_database_url())
+    return clients.database(get_settings())
 
 
 @cache
 def _stock() -> Stock:
-    return Stock(
-        redis.Redis.from_url(
-            get_settings().require_redis_url(), socket_timeout=5, socket_connect_timeout=2
-        )
-    )
+    return clients.stock(get_settings())
 
 
 def malformed(sale: object, order_ids: object) -> str | None:
@@ -102,8 +98,7 @@ def _retry_or_give_up(task: Task[Any, Any], exc: Exception, what: str, then: str
 @cache
 def _pace() -> TokenBucket:
     settings = get_settings()
-    broker = redis.Redis.from_url(settings.effective_broker_url or settings.require_redis_url())
-    pace = WorkerPace(broker, settings.orders_per_second)
+    pace = WorkerPace(clients.broker_redis(settings), settings.orders_per_second)
     return TokenBucket(pace.per_second, state=_bucket_state)
 
 

@@ -22,7 +22,7 @@ async def test_health_ready_metrics_docs(platform: Platform, client: httpx.Async
     assert 'route="/v1/sales/{sale}/reservations"' in metrics
     latency = [line for line in metrics.splitlines() if "request_duration" in line]
     assert latency and not any(sale in line for line in latency)
-    # The platform figures name each sale (flashsale/figures.py).
+    # The platform figures name each sale (flashsale/figures).
     assert f'flashsale_sale_units{{sale="{sale}",state="remaining"}} 0.0' in metrics
     assert (await client.get("/docs")).status_code == 200
     schema = (await client.get("/openapi.json")).json()

@@ -70,7 +70,7 @@ def test_copied_sources_exist_and_are_not_ignored() -> None:
     for needed in (
         "flashsale/lua/reserve.lua",
         "flashsale/db/migrations/env.py",
-        "flashsale/cli.py",
+        "flashsale/cli/__init__.py",
     ):
         assert not ignored(needed, patterns), needed
 
@@ -105,7 +105,7 @@ def test_runs_as_a_non_root_user_with_the_cli_as_entry_point() -> None:
     # The entry point the image calls is the one the package declares.
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     assert project["scripts"]["flashsale"] == "flashsale.cli:main"
-    assert Path(ROOT / "flashsale" / "cli.py").is_file()
+    assert Path(ROOT / "flashsale" / "cli" / "__init__.py").is_file()
 
 
 def test_the_image_has_the_default_api_server() -> None:

@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from flashsale.api.auth import issue_token
-from flashsale.local.registry import SECRET_FILE
+from flashsale.datadir import SECRET_FILE
 from tests.conftest import wait_for
 from tests.faults.conftest import REPORT
 from tests.helpers.up import Up

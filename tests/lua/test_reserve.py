@@ -9,9 +9,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from flashsale.handoff import persist_args
-from flashsale.stock import Outcome, Purchase, ReserveResult, lua_source
+from flashsale.stock import Outcome, Purchase, ReserveResult
 from flashsale.stock.calls import parse_answers, reserve_call
 from flashsale.stock.keys import SaleKeys
+from flashsale.stock.scripts import lua_source
 from tests.conftest import Platform
 
 

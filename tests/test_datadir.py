@@ -7,7 +7,7 @@ import stat
 import subprocess
 from pathlib import Path
 
-from flashsale.local.registry import (
+from flashsale.datadir import (
     PlatformRecord,
     forget_servers,
     local_jwt_secret,

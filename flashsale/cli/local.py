@@ -1,0 +1,81 @@
+"""The platform on this machine: `flashsale up` and `flashsale demo`."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from flashsale.cli.group import main
+from flashsale.settings import Settings
+
+
+@main.command()
+@click.option("--stock", default=200, show_default=True, help="Units for sale.")
+@click.option("--shoppers", default=3000, show_default=True, help="First-wave shoppers.")
+@click.option("--spammers", default=100, show_default=True, help="Bots clicking 20 times each.")
+@click.option("--second-wave", default=600, show_default=True, help="Shoppers coming back.")
+@click.option("--payment-timeout", default=5, show_default=True, help="Seconds to pay.")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Folder for the report, chart and logs (default: <data dir>/demo).",
+)
+def demo(
+    stock: int,
+    shoppers: int,
+    spammers: int,
+    second_wave: int,
+    payment_timeout: int,
+    out: Path | None,
+) -> None:
+    """Run a whole flash sale on throwaway local servers and report on it.
+
+    Exits non-zero if any invariant of the design fails."""
+    from flashsale.demo import require_demo_extras
+
+    require_demo_extras()  # one line naming what to install, not a traceback
+    from rich.console import Console
+
+    from flashsale.demo.plan import DemoPlan
+    from flashsale.demo.run import run_demo, show
+
+    try:
+        plan = DemoPlan(
+            stock=stock,
+            shoppers=shoppers,
+            spammers=spammers,
+            second_wave=second_wave,
+            payment_timeout_seconds=payment_timeout,
+        )
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    logging.getLogger().setLevel(logging.WARNING)  # the progress bars tell the story
+    console = Console()
+    report = run_demo(plan, (out or Settings().data_dir / "demo").resolve(), console)
+    show(report, console)
+    sys.exit(0 if report.passed else 1)
+
+
+@main.command()
+@click.option("--port", default=8000, show_default=True, help="Port of the API.")
+@click.option(
+    "--api-workers", type=int, default=None, help="API processes (default: one per core, up to 4)."
+)
+def up(port: int, api_workers: int | None) -> None:
+    """Run the whole platform locally in the foreground; Ctrl-C stops all of it.
+
+    Without FLASHSALE_REDIS_URL / FLASHSALE_DATABASE_URL, starts its own Redis and
+    PostgreSQL in FLASHSALE_DATA_DIR (default ./.flashsale), keeping data across runs."""
+    from flashsale.embedded import ServerError
+    from flashsale.local.platform import PlatformError
+    from flashsale.local.up import run_up
+
+    try:
+        code = run_up(Settings(), port, api_workers)
+    except (ServerError, PlatformError) as exc:
+        raise click.ClickException(str(exc)) from None
+    sys.exit(code)
