@@ -13,6 +13,7 @@ import logging
 import unicodedata
 import uuid
 
+from sqlalchemy import update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -67,8 +68,10 @@ def bury_reservation(
     units = stock.release(sale, order_id)
     if units and oid:
         with sessions.begin() as session:
-            session.query(DeadLetter).filter(DeadLetter.order_id == oid).update(
-                {DeadLetter.units_returned: DeadLetter.units_returned + units}
+            session.execute(
+                update(DeadLetter)
+                .where(DeadLetter.order_id == oid)
+                .values(units_returned=DeadLetter.units_returned + units)
             )
     log.warning(
         "dead letter: reservation %s of sale %s (user %s) can never be stored: %s; "

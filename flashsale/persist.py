@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection
+from sqlalchemy import Connection, text
 from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -38,13 +38,14 @@ ROW_FAULTS = (DataError, IntegrityError, orjson.JSONEncodeError)
 # Insert the new orders and, in the same statement, add their units to the sale's live
 # units if they all fit within its stock (the usual case). `claimed` is false when they
 # do not: the caller then shares the room out order by order.
-_INSERT = """
+_INSERT = text(
+    """
 WITH r AS (
-    SELECT * FROM json_to_recordset(%(rows)s::json)
+    SELECT * FROM json_to_recordset(CAST(:rows AS json))
         AS r(id uuid, user_id text, quantity int, reserved_at bigint, expires_at bigint)
 ), new AS (
     INSERT INTO orders (id, sale, user_id, quantity, status, reserved_at, expires_at)
-    SELECT id, %(sale)s, user_id, quantity, %(status)s,
+    SELECT id, :sale, user_id, quantity, :status,
            to_timestamp(reserved_at / 1000.0), to_timestamp(expires_at / 1000.0)
     FROM r
     ON CONFLICT (id) DO NOTHING
@@ -54,12 +55,17 @@ WITH r AS (
 ), claim AS (
     UPDATE sales SET live_units = live_units + units.n, updated_at = now()
     FROM units
-    WHERE name = %(sale)s AND units.n > 0 AND live_units + units.n <= stock
+    WHERE name = :sale AND units.n > 0 AND live_units + units.n <= stock
     RETURNING 1
 )
-SELECT coalesce(array_agg(new.id::text), '{}'), (SELECT count(*) FROM claim) > 0
+SELECT coalesce(array_agg(CAST(new.id AS text)), '{}'), (SELECT count(*) FROM claim) > 0
 FROM new
 """
+)
+STATUSES = text("SELECT CAST(id AS text), status FROM orders WHERE id = ANY(CAST(:ids AS uuid[]))")
+ROOM = text("SELECT stock - live_units FROM sales WHERE name = :sale FOR UPDATE")
+CLAIM = text("UPDATE sales SET live_units = live_units + :n, updated_at = now() WHERE name = :sale")
+REJECT = text("UPDATE orders SET status = :status WHERE id = ANY(CAST(:ids AS uuid[]))")
 
 
 def persist_reservation(
@@ -184,15 +190,12 @@ def _store_one_by_one(
 def _insert_orders(conn: Connection, sale: str, found: Sequence[_Row]) -> dict[str, str]:
     rows = orjson.dumps([row.doc() for row in found]).decode()
     params = {"rows": rows, "sale": sale, "status": OrderStatus.PENDING_PAYMENT.value}
-    inserted_ids, claimed = conn.exec_driver_sql(_INSERT, params).one()
+    inserted_ids, claimed = conn.execute(_INSERT, params).one()
     inserted = set(inserted_ids)
     statuses: dict[str, str] = {}
     stored_before = [row.order_id for row in found if row.order_id not in inserted]
     if stored_before:  # redelivered: SQL has the status that counts
-        rows_before = conn.exec_driver_sql(
-            "SELECT id::text, status FROM orders WHERE id = ANY(%(ids)s::uuid[])",
-            {"ids": stored_before},
-        )
+        rows_before = conn.execute(STATUSES, {"ids": stored_before})
         statuses.update({str(oid): str(status) for oid, status in rows_before})
     new = [(row.order_id, row.quantity) for row in found if row.order_id in inserted]
     rejected = set() if claimed else _share_out(conn, sale, new)
@@ -206,9 +209,7 @@ def _share_out(conn: Connection, sale: str, new: Sequence[tuple[str, int]]) -> s
     mark the rest rejected; returns the rejected ids."""
     if not new:
         return set()
-    row: Any = conn.exec_driver_sql(
-        "SELECT stock - live_units FROM sales WHERE name = %(sale)s FOR UPDATE", {"sale": sale}
-    ).first()
+    row: Any = conn.execute(ROOM, {"sale": sale}).first()
     room = row[0] if row is not None else 0
     taken, rejected = 0, []
     for oid, quantity in new:
@@ -217,14 +218,9 @@ def _share_out(conn: Connection, sale: str, new: Sequence[tuple[str, int]]) -> s
         else:
             rejected.append(oid)
     if taken:
-        conn.exec_driver_sql(
-            "UPDATE sales SET live_units = live_units + %(n)s, updated_at = now() "
-            "WHERE name = %(sale)s",
-            {"n": taken, "sale": sale},
-        )
+        conn.execute(CLAIM, {"n": taken, "sale": sale})
     if rejected:
-        conn.exec_driver_sql(
-            "UPDATE orders SET status = %(status)s WHERE id = ANY(%(ids)s::uuid[])",
-            {"status": OrderStatus.REJECTED.value, "ids": [uuid.UUID(o) for o in rejected]},
+        conn.execute(
+            REJECT, {"status": OrderStatus.REJECTED.value, "ids": [uuid.UUID(o) for o in rejected]}
         )
     return set(rejected)
