@@ -18,7 +18,7 @@ import pytest
 
 from flashsale.embedded import free_port
 from tests.chart.conftest import ROOT
-from tests.chart.test_dockerfile import EXTRA_ONLY, requirement_name
+from tests.helpers.extras import EXTRA_ONLY, requirement_name
 
 # What the Dockerfile copies before `pip install .`.
 SOURCES = ("pyproject.toml", "README.md", "flashsale")

