@@ -28,7 +28,7 @@ from flashsale.stock.calls import (
     reserve_call,
 )
 from flashsale.stock.keys import SaleKeys
-from flashsale.stock.scripts import lua_source
+from flashsale.stock.scripts import Scripts
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +129,7 @@ class AsyncStock:
         # Read on receipt, so it errs early: a deadline set from it falls at or before the
         # moment we stop waiting, never after.
         self._clock_offset_ms: int | None = None
-        self._reserve = client.register_script(lua_source("reserve"))
+        self._reserve = Scripts.register(client).reserve
         self._queue = queue
         self._publish = publish
         self._on_call = on_call  # told the number of purchases of each script call
