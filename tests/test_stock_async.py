@@ -18,21 +18,12 @@ import redis.asyncio
 
 from flashsale.embedded import RedisServer, free_port
 from flashsale.handoff import persist_args
-from flashsale.stock import AsyncStock, Outcome, SaleLimits, Stock
+from flashsale.stock import AsyncStock, Outcome, Stock
 from flashsale.stock.keys import SaleKeys
 from tests.conftest import Platform
+from tests.helpers.limits import sale_limits
 
-LIMITS = SaleLimits(
-    total=10,
-    sku="SKU",
-    starts_at_ms=0,
-    ends_at_ms=0,
-    paused=False,
-    per_user_limit=1,
-    rate_per_second=0.0,
-    burst=1,
-    payment_timeout_seconds=60,
-)
+LIMITS = sale_limits(sku="SKU", per_user_limit=1)
 
 
 @pytest.fixture

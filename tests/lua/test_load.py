@@ -10,21 +10,12 @@ import pytest
 
 from flashsale.db.models import Sale
 from flashsale.sales import InvalidSale
-from flashsale.stock import Outcome, SaleLimits, SoldInSql, StockLoadError
+from flashsale.stock import Outcome, SoldInSql, StockLoadError
 from flashsale.stock.keys import SaleKeys
 from tests.conftest import Platform
+from tests.helpers.limits import sale_limits
 
-LIMITS = SaleLimits(
-    total=10,
-    sku="SKU-L",
-    starts_at_ms=0,
-    ends_at_ms=0,
-    paused=False,
-    per_user_limit=5,
-    rate_per_second=0,
-    burst=1,
-    payment_timeout_seconds=60,
-)
+LIMITS = sale_limits()
 
 
 def new_id() -> str:
