@@ -106,4 +106,10 @@ def hot_path_stock(
 
 def database(settings: Settings) -> sessionmaker[Session]:
     """Sessions of the order database (one engine per process and URL)."""
-    return session_factory(settings.require_database_url())
+    return database_at(settings.require_database_url())
+
+
+def database_at(url: str) -> sessionmaker[Session]:
+    """Sessions of a database not named by the settings (a local platform's own); the
+    engine's pool, timeouts and pre-ping are the same (flashsale/db/engine.py)."""
+    return session_factory(url)

@@ -12,8 +12,7 @@ from typing import Any
 import redis
 from sqlalchemy.orm import Session, sessionmaker
 
-from flashsale.clients import Role, redis_client
-from flashsale.db.engine import session_factory
+from flashsale.clients import Role, database_at, redis_client
 from flashsale.embedded import PostgresServer, RedisServer
 from flashsale.local.storage import Storage
 from flashsale.sales import apply_sale
@@ -45,7 +44,7 @@ class BenchPlatform:
         assert storage.redis is not None and storage.postgres is not None
         rds, pg = storage.redis, storage.postgres
         client = redis_client(rds.url, Role.BULK)
-        return cls(workdir, rds, pg, session_factory(pg.url), Stock(client), client, keep)
+        return cls(workdir, rds, pg, database_at(pg.url), Stock(client), client, keep)
 
     @property
     def redis_url(self) -> str:

@@ -15,7 +15,6 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from flashsale import clients
-from flashsale.db.engine import session_factory
 from flashsale.demo.chart import write_chart
 from flashsale.demo.crowd import Crowd
 from flashsale.demo.plan import DemoPlan
@@ -94,7 +93,7 @@ async def _drive(
     plan: DemoPlan, platform: LocalPlatform, stock: Stock, console: Console, seed: int
 ) -> tuple[Crowd, Timeline, dict[str, float], float]:
     rng = random.Random(seed)
-    sessions = session_factory(platform.database_url)
+    sessions = clients.database_at(platform.database_url)
     timeline = Timeline(SALE, plan.stock, started=time.monotonic())
     sampled = AsyncStock(clients.async_redis_client(platform.redis_url))
     sampler = asyncio.create_task(sample_forever(timeline, sampled, sessions))
@@ -181,7 +180,7 @@ def run_demo(plan: DemoPlan, out_dir: Path, console: Console, seed: int = 7) -> 
             platform.start()
         console.print(f"platform up at {platform.api_url} (logs in {out_dir / 'logs'})")
         stock = Stock(clients.redis_client(platform.redis_url))
-        sessions = session_factory(platform.database_url)
+        sessions = clients.database_at(platform.database_url)
         apply_sale(sessions, stock, SALE, sale_spec(plan))
         crowd, timeline, marks, first_wave_seconds = asyncio.run(
             _drive(plan, platform, stock, console, seed)

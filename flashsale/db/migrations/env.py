@@ -8,6 +8,7 @@ from sqlalchemy import create_engine, pool
 from flashsale.db.models import Base
 
 config = context.config
+# A one-shot engine of its own: a migration runs once and must not keep pooled connections.
 engine = create_engine(config.get_main_option("sqlalchemy.url") or "", poolclass=pool.NullPool)
 with engine.connect() as connection:
     context.configure(connection=connection, target_metadata=Base.metadata)
