@@ -224,14 +224,16 @@ class Stock:
 
     def sale_in_redis(self, sale: str) -> SaleInRedis:
         """The sale's figures in one MULTI/EXEC (every key is in one slot, so the read is
-        atomic: the scripts move units between these figures in single steps)."""
+        atomic: the scripts move units between these figures in single steps). Redis's
+        clock is read just before, on its own: a Redis Cluster refuses TIME in a pipeline,
+        and the phase it decides does not need it inside the transaction."""
+        now_ms = self.now_ms()
         keys = SaleKeys(sale)
         pipe = self._client.pipeline(transaction=True)
         pipe.hmget(keys.meta, "total", "inflight", "live", "closed")
         pipe.get(keys.stock)
         pipe.zcard(keys.outbox)
-        pipe.time()
-        (total, inflight, live, closed), remaining, outbox, (secs, micros) = pipe.execute()
+        (total, inflight, live, closed), remaining, outbox = pipe.execute()
         return SaleInRedis(
             total=None if total is None else int(total),
             remaining=int(remaining or 0),
@@ -239,25 +241,25 @@ class Stock:
             live=int(live or 0),
             outbox=int(outbox),
             closed=closed == b"1",
-            now_ms=_ms(secs, micros),
+            now_ms=now_ms,
         )
 
     def backlogs(self, sales: Iterable[str]) -> dict[str, Backlog]:
         """Remaining stock, outbox size and the oldest entry's age of each sale, in one
-        pipeline (for the platform figures)."""
+        pipeline (for the platform figures); the clock is read first, on its own, as a
+        Redis Cluster wants it."""
         names = list(sales)
+        now_ms = self.now_ms()
         pipe = self._client.pipeline(transaction=False)
-        pipe.time()
         for name in names:
             keys = SaleKeys(name)
             pipe.get(keys.stock)
             pipe.zcard(keys.outbox)
             pipe.zrange(keys.outbox, 0, 0, withscores=True)
         replies = pipe.execute()
-        now_ms = _ms(*replies[0])
         found: dict[str, Backlog] = {}
         for i, name in enumerate(names):
-            remaining, outbox, oldest = replies[1 + 3 * i : 4 + 3 * i]
+            remaining, outbox, oldest = replies[3 * i : 3 * i + 3]
             age = max(0.0, (now_ms - float(oldest[0][1])) / 1000) if oldest else 0.0
             found[name] = Backlog(int(remaining or 0), int(outbox), age)
         return found

@@ -54,6 +54,11 @@ def test_the_stock_scripts_run_on_a_cluster_one_slot_per_call(cluster: LocalRedi
         assert stock.restore_many(sale, [(first, "u0", 1)]) == [1]
         assert stock.remaining(sale) == 2
         assert stock.outbox_size(sale) == 3
+        # The status and the platform figures read a sale on a cluster too.
+        figures = stock.sale_in_redis(sale)
+        assert (figures.total, figures.remaining, figures.inflight, figures.live) == (5, 2, 3, 0)
+        backlog = stock.backlogs([sale])[sale]
+        assert (backlog.remaining, backlog.outbox) == (2, 3) and backlog.oldest_age_seconds >= 0
     # Each sale's keys hash to their own slot, so sales spread over the masters.
     assert len(masters_used) >= 2
     client.close()
