@@ -66,9 +66,9 @@ async def admit(
     except redis.RedisError as exc:
         log.warning("reserve failed: %s", exc)
         raise _unavailable(order_id) from None
-    OUTCOMES[result.outcome].inc()
-    if result.outcome is Outcome.LATE:
+    if result.outcome is Outcome.LATE:  # counted as unavailable, once
         raise _unavailable(order_id)
+    OUTCOMES[result.outcome].inc()
     if result.outcome is not Outcome.ACCEPTED:
         if result.outcome is Outcome.SOLD_OUT:
             services.sold_out.remember(sale, quantity)
