@@ -35,6 +35,7 @@ def limits_of(spec: SaleSpec) -> SaleLimits:
         rate_per_second=spec.rate_limit.requests_per_second,
         burst=spec.rate_limit.burst,
         payment_timeout_seconds=spec.payment_timeout_seconds,
+        segments=spec.segments,
     )
 
 

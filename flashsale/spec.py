@@ -14,6 +14,8 @@ SALE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-
 
 # What PostgreSQL's integer columns hold (stock, per-user limit, payment timeout).
 INT32_MAX = 2**31 - 1
+# Most hash slots one sale's stock is spread over (flashsale/stock/segments.py).
+MAX_SEGMENTS = 64
 
 
 def is_valid_sale_name(name: str) -> bool:
@@ -48,6 +50,9 @@ class SaleSpec(_Spec):
         default=600, ge=1, le=INT32_MAX, alias="paymentTimeoutSeconds"
     )
     paused: bool = False
+    # Hash slots the stock is spread over, so one hot sale spreads over that many Redis
+    # Cluster masters (flashsale/stock/segments.py).
+    segments: int = Field(default=1, ge=1, le=MAX_SEGMENTS)
     rate_limit: RateLimit = Field(default_factory=RateLimit, alias="rateLimit")
     api: ApiScale = Field(default_factory=ApiScale)
     worker: WorkerScale = Field(default_factory=WorkerScale)

@@ -70,6 +70,7 @@ class SaleLimits:
     rate_per_second: float
     burst: int
     payment_timeout_seconds: int
+    segments: int = 1  # hash slots the stock is spread over (flashsale/stock/segments.py)
 
 
 class StockLoadError(ValueError):
