@@ -11,7 +11,7 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from flashsale.spec import SaleSpec
+from flashsale.spec import MAX_SEGMENTS, SaleSpec
 from tests.chart.conftest import CHART, ROOT
 from tests.helpers.crd import CRD, SCHEMA, SOURCE, SPEC_SCHEMA, VERSION, errors, strict
 
@@ -94,6 +94,31 @@ def test_printer_columns_for_kubectl_get_fs() -> None:
     ]
 
 
+def test_wide_output_adds_the_window_the_segments_and_the_message() -> None:
+    wide = [
+        (c["name"], c["type"], c["jsonPath"])
+        for c in VERSION["additionalPrinterColumns"]
+        if c.get("priority") == 1
+    ]
+    assert wide == [
+        ("STARTS", "string", ".spec.startsAt"),
+        ("ENDS", "string", ".spec.endsAt"),
+        ("SEGMENTS", "integer", ".spec.segments"),
+        ("MESSAGE", "string", ".status.message"),
+    ]
+
+
+def test_segments_are_bounded_like_the_model_and_default_to_one() -> None:
+    segments = SPEC_SCHEMA["properties"]["segments"]
+    assert (segments["type"], segments["minimum"], segments["maximum"]) == ("integer", 1, 64)
+    assert segments["maximum"] == MAX_SEGMENTS
+    assert segments["default"] == 1 == SaleSpec.model_fields["segments"].default
+    assert with_defaults({"sku": "TV", "stock": 10})["segments"] == 1
+    for good in (1, 3, MAX_SEGMENTS):
+        assert errors(sale(sku="TV", stock=10, segments=good)) == []
+        assert SaleSpec.model_validate({"sku": "TV", "stock": 10, "segments": good})
+
+
 def test_spec_fields_match_the_sale_model() -> None:
     model, defs = model_properties()
 
@@ -171,6 +196,9 @@ def test_examples_are_valid_sales(path: Any) -> None:
             "greater than the maximum of 2147483647",
         ),
         ({"sku": "TV", "stock": 10, "perUserLimit": 2**31}, "greater than the maximum"),
+        # One sale's stock spreads over 1 to 64 hash slots.
+        ({"sku": "TV", "stock": 10, "segments": 0}, "less than the minimum of 1"),
+        ({"sku": "TV", "stock": 10, "segments": 65}, "greater than the maximum of 64"),
         ({"sku": "TV\x00", "stock": 10}, "does not match"),
         ({"sku": "line\nbreak", "stock": 10}, "does not match"),
     ],
