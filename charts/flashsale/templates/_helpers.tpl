@@ -81,8 +81,56 @@ Call with (list $ "key" .Values.x.password).
 {{- end }}
 {{- end }}
 
-{{/* Fail early, with a sentence, on value combinations the schema cannot express. */}}
+{{/*
+"true" when stock lives in a Redis Cluster: the external Redis, marked as one or named by a
+redis+cluster:// or rediss+cluster:// URL.
+*/}}
+{{- define "flashsale.redisCluster" -}}
+{{- $external := .Values.redis.external }}
+{{- if and (not .Values.redis.enabled) (or $external.cluster (regexMatch "^rediss?\\+cluster://" $external.url)) -}}
+true
+{{- end }}
+{{- end }}
+
+{{/* "true" when this release runs its own Redis: for stock, or as the broker only. */}}
+{{- define "flashsale.bundledRedis" -}}
+{{- if or .Values.redis.enabled .Values.broker.bundledRedis -}}
+true
+{{- end }}
+{{- end }}
+
+{{/*
+Fail early, with a sentence, on value combinations the schema cannot express, and on those
+it does (it is skipped by --skip-schema-validation).
+*/}}
 {{- define "flashsale.validate" -}}
+{{- $external := .Values.redis.external }}
+{{- $clusterUrl := `^rediss?\+cluster://([^@/?#\s]*@)?(\[[0-9A-Fa-f:.]+\]|[^@/?#:,\[\]\s]+):[0-9]{1,5}(,(\[[0-9A-Fa-f:.]+\]|[^@/?#:,\[\]\s]+):[0-9]{1,5})*(/0?)?(\?[^#\s]*)?$` }}
+{{- if and (regexMatch "^rediss?\\+cluster:" $external.url) (not (regexMatch $clusterUrl $external.url)) }}
+{{- fail "redis.external.url: a Redis Cluster URL reads redis+cluster://[:password@]host:port[,host:port...] (rediss+cluster:// for TLS)" }}
+{{- end }}
+{{- if and (not .Values.redis.enabled) $external.cluster $external.url (not $external.existingSecret) (not (regexMatch "^rediss?\\+cluster://" $external.url)) }}
+{{- fail "redis.external.cluster is true but redis.external.url is not a redis+cluster:// or rediss+cluster:// URL" }}
+{{- end }}
+{{- if include "flashsale.redisCluster" . }}
+{{- if not (or .Values.broker.url .Values.broker.existingSecret .Values.broker.bundledRedis) }}
+{{- fail "stock is in a Redis Cluster, which Celery cannot use as its broker: set broker.url, broker.existingSecret or broker.bundledRedis" }}
+{{- end }}
+{{- if and (hasKey .Values.settings "FLASHSALE_HANDOFF") (ne (toString (index .Values.settings "FLASHSALE_HANDOFF")) "publish") }}
+{{- fail "stock is in a Redis Cluster: FLASHSALE_HANDOFF must be publish (the reserve script cannot push to a broker on another Redis)" }}
+{{- end }}
+{{- end }}
+{{- if regexMatch "\\+cluster:" .Values.broker.url }}
+{{- fail "broker.url must name one Redis (redis:// or rediss://): Celery cannot use a Redis Cluster as its broker" }}
+{{- end }}
+{{- if .Values.broker.bundledRedis }}
+{{- if .Values.redis.enabled }}
+{{- fail "broker.bundledRedis runs the bundled Redis as the broker of an external stock Redis: set redis.enabled false (the bundled stock Redis already is the broker)" }}
+{{- end }}
+{{- if or .Values.broker.url .Values.broker.existingSecret }}
+{{- fail "broker.bundledRedis names the broker already: leave broker.url and broker.existingSecret empty" }}
+{{- end }}
+{{- end }}
 {{- if and (not .Values.redis.enabled) (not .Values.redis.external.url) (not .Values.redis.external.existingSecret) }}
 {{- fail "redis.enabled is false: set redis.external.url or redis.external.existingSecret" }}
 {{- end }}
@@ -141,19 +189,28 @@ key: jwt-secret
     secretKeyRef:
       name: {{ .Values.broker.existingSecret }}
       key: {{ .Values.broker.existingSecretKey }}
-{{- else if .Values.broker.url }}
+{{- else if or .Values.broker.url .Values.broker.bundledRedis }}
 - name: FLASHSALE_BROKER_URL
   valueFrom:
     secretKeyRef:
       name: {{ include "flashsale.secretName" . }}
       key: broker-url
 {{- end }}
+{{- $cluster := include "flashsale.redisCluster" . }}
+{{- if $cluster }}
+# A Redis Cluster holds stock and the broker is another Redis: the API hands accepted
+# reservations on after the reserve script (the outbox and the sweeper keep that lossless).
+- name: FLASHSALE_HANDOFF
+  value: publish
+{{- end }}
 # The root filesystem is read-only; anything local goes to the /tmp emptyDir.
 - name: FLASHSALE_DATA_DIR
   value: /tmp/flashsale
 {{- range $name, $value := .Values.settings }}
+{{- if not (and $cluster (eq $name "FLASHSALE_HANDOFF")) }}
 - name: {{ $name }}
   value: {{ $value | toString | quote }}
+{{- end }}
 {{- end }}
 {{- end }}
 
@@ -202,8 +259,8 @@ imagePullSecrets:
 {{- define "flashsale.needsSecret" -}}
 {{- $redisUrl := and .Values.redis.external.url (not .Values.redis.external.existingSecret) }}
 {{- $databaseUrl := and .Values.postgresql.external.url (not .Values.postgresql.external.existingSecret) }}
-{{- $brokerUrl := and .Values.broker.url (not .Values.broker.existingSecret) }}
-{{- if or (not .Values.jwt.existingSecret) .Values.redis.enabled .Values.postgresql.enabled $redisUrl $databaseUrl $brokerUrl -}}
+{{- $brokerUrl := and (or .Values.broker.url .Values.broker.bundledRedis) (not .Values.broker.existingSecret) }}
+{{- if or (not .Values.jwt.existingSecret) (include "flashsale.bundledRedis" .) .Values.postgresql.enabled $redisUrl $databaseUrl $brokerUrl -}}
 true
 {{- end }}
 {{- end }}
