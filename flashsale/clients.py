@@ -11,21 +11,31 @@ no module picks timeouts of its own:
     PROBE       /metrics reads, readiness probes          1 s / 1 s
     BULK        the benchmark's loads and measurements    30 s / 2 s
 
-The stock Redis is FLASHSALE_REDIS_URL, the broker FLASHSALE_BROKER_URL (the stock Redis
-when unset). A Redis Cluster client would plug in here, behind the same roles."""
+The stock Redis is FLASHSALE_REDIS_URL: one Redis, or a Redis Cluster
+(`redis+cluster://h:p,h:p`, read by `settings.parse_cluster_url`), for which the same
+policy holds on every node (512 hot-path connections is 512 per node). The sync cluster
+client has no health checks of its own: it reconnects, and reloads the topology, when a
+command fails. The asyncio cluster client learns the topology on its first command, or
+in `async_stock_redis_ready`, which the API awaits before serving. The broker
+(FLASHSALE_BROKER_URL) is always one plain Redis."""
 
 from __future__ import annotations
 
 from enum import Enum
-from typing import Any
+from typing import Any, TypeAlias
 
 import redis
 import redis.asyncio
+import redis.asyncio.cluster
+import redis.cluster
 from sqlalchemy.orm import Session, sessionmaker
 
 from flashsale.db.engine import session_factory
-from flashsale.settings import Settings
+from flashsale.settings import Settings, is_cluster_url, parse_cluster_url
 from flashsale.stock import AsyncStock, Publish, Stock
+
+StockRedis: TypeAlias = redis.Redis | redis.cluster.RedisCluster
+AsyncStockRedis: TypeAlias = redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster
 
 
 class Role(Enum):
@@ -54,34 +64,101 @@ def _policy(role: Role, settings: Settings | None) -> dict[str, Any]:
     return {"socket_timeout": 5, "socket_connect_timeout": 2, "health_check_interval": 15}
 
 
-def redis_client(url: str, role: Role = Role.SERVICE) -> redis.Redis:
-    """A Redis client for `url` with the policy of `role` (for servers not named by the
-    settings, such as a local platform's own)."""
-    return redis.Redis.from_url(url, **_policy(role, None))
+def _cluster_options(url: str, role: Role, settings: Settings | None) -> dict[str, Any]:
+    """What both cluster clients are built with: the seeds, credentials and TLS of `url`
+    and the policy of `role`, per node."""
+    address = parse_cluster_url(url)
+    return {
+        "username": address.username,
+        "password": address.password,
+        "ssl": address.tls,
+        **_policy(role, settings),
+    }
 
 
-def async_redis_client(url: str, role: Role = Role.SERVICE) -> redis.asyncio.Redis:
-    return redis.asyncio.Redis.from_url(url, **_policy(role, None))
+def _sync_cluster(url: str, role: Role, settings: Settings | None) -> redis.cluster.RedisCluster:
+    options = _cluster_options(url, role, settings)
+    options.pop("health_check_interval", None)  # not a sync cluster option (see above)
+    nodes = [
+        redis.cluster.ClusterNode(h, p)  # type: ignore[no-untyped-call]  # redis-py leaves it bare
+        for h, p in parse_cluster_url(url).nodes
+    ]
+    return redis.cluster.RedisCluster(startup_nodes=nodes, **options)
 
 
-def stock_redis(settings: Settings, role: Role = Role.SERVICE) -> redis.Redis:
-    return redis.Redis.from_url(settings.require_redis_url(), **_policy(role, settings))
-
-
-def broker_redis(settings: Settings, role: Role = Role.SERVICE) -> redis.Redis:
-    url = settings.effective_broker_url or settings.require_redis_url()
-    return redis.Redis.from_url(url, **_policy(role, settings))
-
-
-def async_stock_redis(settings: Settings) -> redis.asyncio.Redis:
-    return redis.asyncio.Redis.from_url(
-        settings.require_redis_url(), **_policy(Role.HOT_PATH, settings)
+def _async_cluster(
+    url: str, role: Role, settings: Settings | None
+) -> redis.asyncio.cluster.RedisCluster:
+    nodes = [redis.asyncio.cluster.ClusterNode(h, p) for h, p in parse_cluster_url(url).nodes]
+    return redis.asyncio.cluster.RedisCluster(
+        startup_nodes=nodes, **_cluster_options(url, role, settings)
     )
 
 
+def _plain(url: str) -> str:
+    if is_cluster_url(url):
+        raise ValueError(f"{url} names a Redis Cluster: its client is stock_redis_at")
+    return url
+
+
+def redis_client(url: str, role: Role = Role.SERVICE) -> redis.Redis:
+    """A client of one Redis at `url` with the policy of `role` (for servers not named by
+    the settings, such as a local platform's own, or one node of a cluster)."""
+    return redis.Redis.from_url(_plain(url), **_policy(role, None))
+
+
+def async_redis_client(url: str, role: Role = Role.SERVICE) -> redis.asyncio.Redis:
+    return redis.asyncio.Redis.from_url(_plain(url), **_policy(role, None))
+
+
+def stock_redis_at(
+    url: str, role: Role = Role.SERVICE, settings: Settings | None = None
+) -> StockRedis:
+    """A client of the stock Redis at `url`, one Redis or a Redis Cluster."""
+    if is_cluster_url(url):
+        return _sync_cluster(url, role, settings)
+    return redis.Redis.from_url(url, **_policy(role, settings))
+
+
+def async_stock_redis_at(
+    url: str, role: Role = Role.HOT_PATH, settings: Settings | None = None
+) -> AsyncStockRedis:
+    """`stock_redis_at` for asyncio. A cluster client is not initialised yet: it learns the
+    topology on its first command (or `await client.initialize()`)."""
+    if is_cluster_url(url):
+        return _async_cluster(url, role, settings)
+    return redis.asyncio.Redis.from_url(url, **_policy(role, settings))
+
+
+def stock_redis(settings: Settings, role: Role = Role.SERVICE) -> StockRedis:
+    return stock_redis_at(settings.require_redis_url(), role, settings)
+
+
+def broker_redis(settings: Settings, role: Role = Role.SERVICE) -> redis.Redis:
+    return redis.Redis.from_url(settings.require_broker_url(), **_policy(role, settings))
+
+
+def async_stock_redis(settings: Settings) -> AsyncStockRedis:
+    """The hot path's client, not yet initialised if a cluster; an API that serves
+    awaits `async_stock_redis_ready` instead."""
+    return async_stock_redis_at(settings.require_redis_url(), Role.HOT_PATH, settings)
+
+
+async def async_stock_redis_ready(settings: Settings) -> AsyncStockRedis:
+    """The hot path's client, ready to serve: a cluster client has read the topology
+    (which node serves which slot) from its seeds, so the first purchases do not wait for
+    it and a cluster that cannot be reached shows at start-up (a redis.RedisError). One
+    Redis needs nothing before its first command."""
+    client = async_stock_redis(settings)
+    if isinstance(client, redis.asyncio.cluster.RedisCluster):
+        await client.initialize()
+    return client
+
+
 def async_broker_redis(settings: Settings) -> redis.asyncio.Redis:
-    url = settings.effective_broker_url or settings.require_redis_url()
-    return redis.asyncio.Redis.from_url(url, **_policy(Role.PUBLISH, settings))
+    return redis.asyncio.Redis.from_url(
+        settings.require_broker_url(), **_policy(Role.PUBLISH, settings)
+    )
 
 
 def stock(settings: Settings, role: Role = Role.SERVICE) -> Stock:
@@ -91,7 +168,7 @@ def stock(settings: Settings, role: Role = Role.SERVICE) -> Stock:
 
 def hot_path_stock(
     settings: Settings,
-    client: redis.asyncio.Redis,
+    client: AsyncStockRedis,
     publish: Publish | None,
     on_call: Any = None,
 ) -> AsyncStock:

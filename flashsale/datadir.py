@@ -2,6 +2,8 @@
 
 `flashsale up` writes `servers.json` into its data folder; any other command run with the
 same folder and no URLs of its own reads it, so `sale apply` and `reap` work beside it.
+The broker is recorded too: beside `up --redis-cluster` it is a Redis of its own, and a
+command must not take the cluster for it.
 The JWT signing key of a local platform is kept in the folder too (mode 0600), so tokens
 from `flashsale token` are accepted by the API that `up` serves."""
 
@@ -22,6 +24,7 @@ class PlatformRecord:
     redis_url: str
     database_url: str
     pid: int  # the `flashsale up` process that owns them
+    broker_url: str | None = None  # None: the broker is the stock Redis
 
 
 def _alive(pid: int) -> bool:
@@ -53,8 +56,9 @@ def running_servers(data_dir: Path) -> PlatformRecord | None:
             redis_url=str(raw["redis_url"]),
             database_url=str(raw["database_url"]),
             pid=int(raw["pid"]),
+            broker_url=str(raw["broker_url"]) if raw.get("broker_url") else None,
         )
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
     return servers if _alive(servers.pid) else None
 

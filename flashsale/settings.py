@@ -1,15 +1,82 @@
-"""All configuration, read from FLASHSALE_* environment variables."""
+"""All configuration, read from FLASHSALE_* environment variables.
+
+FLASHSALE_REDIS_URL names one Redis (`redis://`, `rediss://` for TLS) or a Redis Cluster
+(`redis+cluster://[[user]:password@]host:port[,host:port...]`, `rediss+cluster://` for
+TLS; the nodes listed seed the topology). What a cluster cannot do is refused by
+`check_redis` when a component starts, naming the setting to change: the Celery broker
+is then a plain Redis of its own (FLASHSALE_BROKER_URL), and accepted reservations are
+handed on after the script ('publish'), never by it."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
+from urllib.parse import unquote
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PLACEHOLDER_SECRETS = frozenset({"", "changeme", "change-me", "secret", "changethis"})
+CLUSTER_SCHEMES = {"redis+cluster": False, "rediss+cluster": True}  # scheme: TLS
+DEFAULT_REDIS_PORT = 6379
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterAddress:
+    """A Redis Cluster URL taken apart: the seed nodes and what every node is asked with."""
+
+    nodes: tuple[tuple[str, int], ...]
+    username: str | None = None
+    password: str | None = None
+    tls: bool = False
+
+
+def is_cluster_url(url: str) -> bool:
+    """Whether `url` names a Redis Cluster (`redis+cluster://`, `rediss+cluster://`)."""
+    return url.partition("://")[0].lower() in CLUSTER_SCHEMES
+
+
+def _node(part: str) -> tuple[str, int]:
+    if part.startswith("["):  # [IPv6]:port
+        host, _, rest = part[1:].partition("]")
+        port = rest.removeprefix(":")
+    else:
+        host, _, port = part.rpartition(":") if ":" in part else (part, "", "")
+    if not host:
+        raise ValueError(f"no host in {part!r}")
+    if not port:
+        return host, DEFAULT_REDIS_PORT
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"bad port in {part!r}")
+    return host, int(port)
+
+
+def parse_cluster_url(url: str) -> ClusterAddress:
+    """The one reading of a cluster URL; a ValueError says what is wrong with it.
+
+    `redis+cluster://[[user]:password@]host[:port][,host[:port]...][/0]`: a cluster has
+    only database 0, and takes no query options."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme.lower() not in CLUSTER_SCHEMES:
+        raise ValueError("a Redis Cluster URL starts with redis+cluster:// or rediss+cluster://")
+    netloc, _, path = rest.partition("/")
+    if "?" in netloc or "?" in path or "#" in rest:
+        raise ValueError("a Redis Cluster URL takes no query options")
+    if path not in ("", "0"):
+        raise ValueError(f"a Redis Cluster has only database 0, not {path!r}")
+    userinfo, at, hosts = netloc.rpartition("@")
+    username: str | None = None
+    password: str | None = None
+    if at:
+        user, colon, secret = userinfo.partition(":")
+        username = unquote(user) or None
+        password = unquote(secret) if colon else None
+    nodes = tuple(_node(part.strip()) for part in hosts.split(",") if part.strip())
+    if not nodes:
+        raise ValueError("a Redis Cluster URL names at least one host:port")
+    return ClusterAddress(nodes, username, password, CLUSTER_SCHEMES[scheme.lower()])
 
 
 class Settings(BaseSettings):
@@ -20,7 +87,9 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(default=None, description="Redis holding stock.")
     database_url: str | None = Field(default=None, description="PostgreSQL holding orders.")
     broker_url: str | None = Field(
-        default=None, description="Celery broker (Redis); defaults to redis_url."
+        default=None,
+        description="Celery broker (one Redis); defaults to redis_url, and is required when "
+        "that is a Redis Cluster.",
     )
     jwt_secret: SecretStr | None = Field(default=None, description="HS256 key for JWTs.")
     data_dir: Path = Field(default=Path(".flashsale"), description="Local data folder.")
@@ -31,7 +100,8 @@ class Settings(BaseSettings):
             "How an accepted reservation reaches Celery. 'script': the reserve script pushes "
             "the task message itself (reserve and enqueue are one atomic step; needs the "
             "broker on the same Redis, not a Redis Cluster). 'publish': the API pushes it "
-            "after the script. 'auto': 'script' when the broker is the stock Redis."
+            "after the script. 'auto': 'script' when the broker is the stock Redis, "
+            "'publish' otherwise (always with a Redis Cluster)."
         ),
     )
     queue: str = Field(default="flashsale.orders", description="Celery queue for orders.")
@@ -82,11 +152,21 @@ class Settings(BaseSettings):
     )
 
     @property
+    def redis_cluster(self) -> bool:
+        """Whether the stock Redis is a Redis Cluster."""
+        return self.redis_url is not None and is_cluster_url(self.redis_url)
+
+    @property
     def effective_broker_url(self) -> str | None:
-        return self.broker_url or self.redis_url
+        """FLASHSALE_BROKER_URL, else the stock Redis; never a cluster (None then)."""
+        if self.broker_url:
+            return self.broker_url
+        return None if self.redis_cluster else self.redis_url
 
     @property
     def script_handoff(self) -> bool:
+        if self.redis_cluster:
+            return False  # the broker cannot live on the cluster (`check_redis`)
         if self.handoff == "auto":
             return self.effective_broker_url == self.redis_url
         return self.handoff == "script"
@@ -102,11 +182,46 @@ class Settings(BaseSettings):
         return secret
 
     def require_redis_url(self) -> str:
+        """The stock Redis, once `check_redis` found nothing to refuse."""
         if not self.redis_url:
             raise RuntimeError(
                 f"FLASHSALE_REDIS_URL is not set and no `flashsale up` runs in {self.data_dir}"
             )
+        self.check_redis()
         return self.redis_url
+
+    def require_broker_url(self) -> str:
+        """The Celery broker: FLASHSALE_BROKER_URL, else the stock Redis (not a cluster)."""
+        url = self.require_redis_url()
+        return self.broker_url or url
+
+    def check_redis(self) -> None:
+        """Refuse what cannot work with the Redis configured, naming the setting to change
+        (a RuntimeError, which the commands print as one line). A Redis Cluster cannot hold
+        the Celery broker: its queues would be keys in many slots that Celery's commands
+        cross; and the 'script' handoff pushes the task message from inside the reserve
+        script, so it needs the broker on the stock Redis."""
+        if self.broker_url and is_cluster_url(self.broker_url):
+            raise RuntimeError(
+                "FLASHSALE_BROKER_URL names a Redis Cluster; the Celery broker is one plain "
+                "Redis (redis:// or rediss://)"
+            )
+        if not (self.redis_url and is_cluster_url(self.redis_url)):
+            return
+        try:
+            parse_cluster_url(self.redis_url)
+        except ValueError as exc:
+            raise RuntimeError(f"FLASHSALE_REDIS_URL is not a usable cluster URL: {exc}") from None
+        if not self.broker_url:
+            raise RuntimeError(
+                "FLASHSALE_REDIS_URL is a Redis Cluster, which cannot hold the Celery broker: "
+                "set FLASHSALE_BROKER_URL to a plain Redis (redis://host:port/0)"
+            )
+        if self.handoff == "script":
+            raise RuntimeError(
+                "FLASHSALE_HANDOFF=script needs the Celery broker on the stock Redis, and a "
+                "Redis Cluster cannot hold it: set FLASHSALE_HANDOFF=publish (or auto)"
+            )
 
     def require_database_url(self) -> str:
         if not self.database_url:
@@ -117,7 +232,8 @@ class Settings(BaseSettings):
 
     def with_local_platform(self) -> Settings:
         """Fill what is not configured from a `flashsale up` running in the data folder:
-        its Redis, its PostgreSQL and its signing key."""
+        its Redis, its broker, its PostgreSQL and its signing key. Its broker comes with
+        its Redis only: beside a cluster, the broker is never the cluster itself."""
         from flashsale.datadir import local_jwt_secret, running_servers
 
         update: dict[str, object] = {}
@@ -126,6 +242,8 @@ class Settings(BaseSettings):
             if servers:
                 update["redis_url"] = self.redis_url or servers.redis_url
                 update["database_url"] = self.database_url or servers.database_url
+                if update["redis_url"] == servers.redis_url and not self.broker_url:
+                    update["broker_url"] = servers.broker_url
         if self.jwt_secret is None:
             secret = local_jwt_secret(self.data_dir)
             if secret:

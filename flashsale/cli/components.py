@@ -25,7 +25,7 @@ def api(host: str, port: int, workers: int | None, server: str) -> None:
     """Serve the HTTP API."""
     from flashsale.api.server import APP_FACTORY, serve
 
-    settings = common.settings()
+    settings = common.component_settings()
     try:
         settings.require_jwt_secret()
     except RuntimeError as exc:
@@ -39,9 +39,13 @@ def api(host: str, port: int, workers: int | None, server: str) -> None:
 @click.option("--loglevel", default="INFO", show_default=True, help="Celery's log level.")
 def worker(concurrency: int | None, pool: str, loglevel: str) -> None:
     """Run a Celery worker that persists orders."""
+    settings = common.component_settings()
+    try:
+        settings.require_broker_url()  # Celery would otherwise fall back to its own default
+    except RuntimeError as exc:
+        raise click.ClickException(str(exc)) from None
     from flashsale.worker.app import app
 
-    settings = common.settings()
     app.worker_main(
         [
             "worker",
@@ -75,7 +79,7 @@ def _repeat(component: str, every: float | None, step: Callable[[], None]) -> No
     from flashsale import clients
     from flashsale.loops import describe, run_every, run_step
 
-    recorder = clients.stock_redis(common.settings())
+    recorder = clients.stock_redis(common.component_settings())
     if every:
         run_every(component, every, step, recorder)
         return
@@ -111,7 +115,7 @@ def sweep(every: float | None, older_than: float | None) -> None:
     from flashsale import clients
     from flashsale.sweeper import sweep as run_sweep
 
-    settings = common.settings()
+    settings = common.component_settings()
     sessions, stock = common.sessions_and_stock()
     broker = clients.broker_redis(settings)
     age = older_than if older_than is not None else settings.sweep_after_seconds
@@ -137,7 +141,7 @@ def operator(namespace: str, liveness: str) -> None:
     from flashsale.operator.run import run
 
     # With a `flashsale up` running in the data folder, its servers.
-    settings = common.settings()
+    settings = common.component_settings()
     try:
         settings.require_redis_url()
         settings.require_database_url()
