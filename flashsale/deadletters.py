@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from flashsale.db.models import DeadLetter
 from flashsale.ids import REFUSED_CATEGORIES
-from flashsale.stock import Stock
+from flashsale.stock import Stock, sale_of
 
 log = logging.getLogger(__name__)
 
@@ -43,15 +43,16 @@ def printable(value: object, limit: int = MAX_TEXT) -> str:
 def bury_reservation(
     sessions: sessionmaker[Session],
     stock: Stock,
-    sale: str,
+    segment: str,
     order_id: str,
     user: object,
     quantity: object,
     reason: str,
 ) -> int:
-    """Put a reservation aside for good and give its units back; returns the units
-    returned now. Safe to repeat: one row per order, units returned once."""
+    """Put a reservation of a sale segment aside for good and give its units back; returns
+    the units returned now. Safe to repeat: one row per order, units returned once."""
     oid = _uuid(order_id)
+    sale = sale_of(segment)
     with sessions.begin() as session:
         session.execute(
             insert(DeadLetter)
@@ -65,7 +66,7 @@ def bury_reservation(
             )
             .on_conflict_do_nothing(index_elements=[DeadLetter.order_id])
         )
-    units = stock.release(sale, order_id)
+    units = stock.release(segment, order_id)
     if units and oid:
         with sessions.begin() as session:
             session.execute(

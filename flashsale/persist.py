@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from flashsale.db.models import OrderStatus
 from flashsale.deadletters import DEAD, bury_reservation
 from flashsale.ids import user_id_problem
-from flashsale.stock import Stock
+from flashsale.stock import Stock, sale_of
 
 log = logging.getLogger(__name__)
 
@@ -123,9 +123,10 @@ def _row(order_id: str, values: list[bytes]) -> _Row | _Unfit:
 
 
 def persist_reservations(
-    sessions: sessionmaker[Session], stock: Stock, sale: str, order_ids: Iterable[str]
+    sessions: sessionmaker[Session], stock: Stock, segment: str, order_ids: Iterable[str]
 ) -> dict[str, str]:
-    """Write reservations of one sale as orders, once, in one transaction; returns the
+    """Write reservations of one sale segment (the sale itself when it has one) as orders,
+    once, in one transaction; returns the
     status of each (ids that Redis does not know are left out; `dead` for a reservation
     that became a dead letter).
 
@@ -133,10 +134,11 @@ def persist_reservations(
     does nothing. In the same transaction the sale's live units are raised only as far
     as its stock: should Redis ever admit too much (a failover that lost writes), the
     excess orders are stored as rejected and never become payable."""
+    sale = sale_of(segment)
     rows: list[_Row] = []
     unfit: list[_Unfit] = []
     settled: dict[str, str] = {}
-    for order_id, values in stock.read_reservations(sale, order_ids):
+    for order_id, values in stock.read_reservations(segment, order_ids):
         if values[4] == DEAD.encode():  # put aside before: nothing more to do
             settled[order_id] = DEAD
             continue
@@ -160,10 +162,10 @@ def persist_reservations(
             unfit += refused
     if statuses:
         stock.ack_many(
-            sale, {oid: status == OrderStatus.REJECTED for oid, status in statuses.items()}
+            segment, {oid: status == OrderStatus.REJECTED for oid, status in statuses.items()}
         )
     for bad in unfit:
-        bury_reservation(sessions, stock, sale, bad.order_id, bad.user, bad.quantity, bad.reason)
+        bury_reservation(sessions, stock, segment, bad.order_id, bad.user, bad.quantity, bad.reason)
         statuses[bad.order_id] = DEAD
     return statuses | settled
 

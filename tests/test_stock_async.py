@@ -135,17 +135,22 @@ def test_packed_calls_are_byte_for_byte_what_redis_py_sends() -> None:
     from redis.asyncio.connection import Connection
 
     from flashsale.handoff import MessageTemplate
-    from flashsale.stock.calls import Purchase, reserve_call
-    from flashsale.stock.hotpath import _Encoded, _pack_call
+    from flashsale.stock.calls import Loan, Purchase, reserve_call
+    from flashsale.stock.wire import Encoded, pack_call
 
     purchases = [Purchase("üser", 3, str(uuid.uuid4()), "key-1"), Purchase("b", 1, "o-2")]
     template = MessageTemplate(b"\x00head\r\n", b"tail\r\n")
     sha = b"0123456789abcdef0123456789abcdef01234567"
-    for queue, message, deadline in (("q", template, 1_700_000_000_123), ("", None, 0)):
-        keys, args = reserve_call("s", purchases, queue, message, deadline)
-        expected = b"".join(Connection().pack_command("EVALSHA", sha, len(keys), *keys, *args))
-        encoded = [_Encoded.of("s", p) for p in purchases]
-        assert _pack_call(sha, "s", encoded, queue, message, deadline) == expected
+    loans = [Loan("l1", "s/2", 3), Loan("l2", "s/1", 1)]
+    for queue, message, deadline, lent in (
+        ("q", template, 1_700_000_000_123, []),
+        ("", None, 0, loans),
+    ):
+        for segment in ("s", "s/3"):
+            keys, args = reserve_call(segment, purchases, queue, message, deadline, lent)
+            expected = b"".join(Connection().pack_command("EVALSHA", sha, len(keys), *keys, *args))
+            encoded = [Encoded.of(segment, p) for p in purchases]
+            assert pack_call(sha, segment, encoded, queue, message, deadline, lent) == expected
 
 
 async def test_a_purchase_that_cannot_be_encoded_fails_alone(platform: Platform) -> None:

@@ -30,7 +30,9 @@ from flashsale.stock.calls import (
     StockLoadError,
 )
 from flashsale.stock.hotpath import AsyncStock, Publish
-from flashsale.stock.store import Backlog, Closed, SaleInRedis, Stock
+from flashsale.stock.reads import Backlog, SaleInRedis
+from flashsale.stock.segments import home, sale_of, segment_name, segment_names, split
+from flashsale.stock.store import Closed, Stock
 
 __all__ = [
     "AsyncStock",
@@ -46,4 +48,9 @@ __all__ = [
     "SoldInSql",
     "Stock",
     "StockLoadError",
+    "home",
+    "sale_of",
+    "segment_name",
+    "segment_names",
+    "split",
 ]

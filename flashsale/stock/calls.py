@@ -28,6 +28,9 @@ class Outcome(StrEnum):
     SOLD_OUT = "sold_out"
     KEY_REUSED = "key_reused"  # the Idempotency-Key was first used for another request
     LATE = "late"  # reached Redis after the caller's deadline: nothing was decided
+    # Between the stock layer and its callers only, never an answer of the API:
+    SHORT = "short"  # the shopper's segment lacks the units: borrow, then ask again
+    MOVED = "moved"  # sent to a segment that is not the shopper's home: nothing was decided
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,27 +121,52 @@ class InvalidPurchase(ValueError):
     refused on its own, before it joins other shoppers' purchases in a call."""
 
 
+@dataclass(frozen=True, slots=True)
+class Loan:
+    """Units lent by one segment of a sale to another (lend.lua), until settled."""
+
+    loan_id: str
+    lender: str  # segment name
+    units: int
+
+    @property
+    def credit(self) -> str:
+        return f"{self.loan_id}:{self.units}"
+
+
 def reserve_call(
-    sale: str,
+    segment: str,
     purchases: Sequence[Purchase],
     queue_key: str = "",
     message: MessageTemplate | None = None,
     deadline_ms: int = 0,
+    loans: Sequence[Loan] = (),
 ) -> tuple[list[str], list[Any]]:
-    """KEYS and ARGV of reserve.lua for purchases of one sale. With no queue, KEYS[5]
-    names a key of the sale itself (never written), keeping the call in one slot."""
-    k = SaleKeys(sale)
-    keys = [k.meta, k.stock, k.held, k.outbox, queue_key or k.meta]
+    """KEYS and ARGV of reserve.lua for purchases of one sale segment. With no queue,
+    KEYS[5] names a key of the segment itself (never written), keeping the call in one
+    slot."""
+    k = SaleKeys(segment)
+    keys = [k.meta, k.stock, k.held, k.outbox, queue_key or k.meta, k.received]
     args: list[Any] = [message.head, message.tail] if queue_key and message else [b"", b""]
-    args.append(deadline_ms)
+    args += [deadline_ms, ",".join(loan.credit for loan in loans)]
     for p in purchases:
         keys += p.keys(k)
         args += p.args()
     return keys, args
 
 
-def parse_answers(raw: Any, count: int) -> list[ReserveResult]:
-    """The answers of a reserve.lua call, without the Redis clock that ends them."""
-    if not isinstance(raw, list) or len(raw) != count + 1:
+@dataclass(frozen=True, slots=True)
+class SegmentState:
+    """What every reserve.lua answer ends with."""
+
+    now_ms: int  # Redis's clock
+    remaining: int  # units left in the segment
+    segments: int  # the sale's number of segments
+
+
+def parse_answers(raw: Any, count: int) -> tuple[list[ReserveResult], SegmentState]:
+    """The answers of a reserve.lua call, and the segment's state that ends them."""
+    if not isinstance(raw, list) or len(raw) != count + 3:
         raise redis.ResponseError(f"reserve.lua answered {raw!r} to {count} purchases")
-    return [ReserveResult.parse(answer) for answer in raw[:count]]
+    state = SegmentState(int(raw[count]), int(raw[count + 1]), int(raw[count + 2]))
+    return [ReserveResult.parse(answer) for answer in raw[:count]], state

@@ -1,99 +1,89 @@
 """The reservation hot path: purchases that arrive together go to reserve.lua together.
 
-Purchases asked for in the same event-loop tick go to Redis in one write: those of one
-sale in one call of the reserve script (up to ORDERS_PER_MESSAGE), the calls of several
-sales side by side. Each purchase is still decided on its own and gets its own answer."""
+Purchases asked for in the same event-loop tick go to Redis in one write per server: those
+of one sale segment in one call of the reserve script (up to ORDERS_PER_MESSAGE), the
+calls of several segments side by side. Each purchase is still decided on its own and
+gets its own answer.
+
+A sale spread over segments (flashsale/stock/segments.py) decides each purchase in the
+shopper's home segment. When that segment lacks the units, the purchase borrows them from
+another segment (lend.lua) and is decided again with the loan, which the home segment
+credits first; `sold_out` is answered only when no segment had the units when read."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import redis
 import redis.asyncio
-from redis.exceptions import NoScriptError, ResponseError
+from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import (
+    AskError,
+    ClusterDownError,
+    MovedError,
+    NoScriptError,
+    TryAgainError,
+)
 
-from flashsale.handoff import ORDERS_PER_MESSAGE, MessageTemplate, persist_template
+from flashsale.handoff import ORDERS_PER_MESSAGE, persist_template
 from flashsale.stock.calls import (
-    InvalidPurchase,
+    Loan,
     Outcome,
     Purchase,
     ReserveResult,
+    SegmentState,
     parse_answers,
-    reserve_call,
 )
 from flashsale.stock.keys import SaleKeys
+from flashsale.stock.reads import lent_units
 from flashsale.stock.scripts import Scripts
+from flashsale.stock.segments import home, sale_of, segment_name, segment_names
+from flashsale.stock.wire import (
+    AnyRedis,
+    Encoded,
+    Route,
+    node_of,
+    pack_call,
+    send_single,
+    send_to_node,
+    timeout_of,
+)
 
 log = logging.getLogger(__name__)
 
 MAX_BATCHES_IN_FLIGHT = 2
-BATCH_TIMEOUT = 5.0  # seconds, when the client sets no socket timeout
+# A call a cluster node refused (it did not run) goes again this often at most.
+MAX_RESENDS = 4
+# Rounds of borrowing for one purchase, while other shoppers take the units it borrowed.
+BORROW_ROUNDS = 4
+# Loans tried from what earlier answers showed before reading every segment afresh.
+CACHED_TRIES = 2
+REFRESH_EVERY = 1.0  # seconds between slot-map refreshes after a failed node
 # Accepted order ids of one call, handed on by the caller (the 'publish' handoff).
 Publish = Callable[[str, list[str]], Awaitable[None]]
+# Errors meaning a cluster node did not run the call: it may go again.
+_REFUSED = (AskError, TryAgainError, ClusterDownError, NoScriptError)
 
 
-def _bulk(value: Any) -> bytes:
-    """One RESP bulk string; str() and encode() as redis-py's packer does them."""
-    raw = value if type(value) is bytes else str(value).encode()
-    return b"$%d\r\n%s\r\n" % (len(raw), raw)
-
-
-@dataclass(frozen=True, slots=True)
-class _Encoded:
-    """One purchase's three keys and four arguments, already in RESP."""
-
-    keys: bytes
-    args: bytes
-
-    @classmethod
-    def of(cls, sale: str, purchase: Purchase) -> _Encoded:
-        try:
-            return cls(
-                b"".join(map(_bulk, purchase.keys(SaleKeys(sale)))),
-                b"".join(map(_bulk, purchase.args())),
-            )
-        except UnicodeEncodeError:
-            raise InvalidPurchase("the purchase holds text that is not valid Unicode") from None
-
-
-def _pack_call(
-    sha: bytes,
-    sale: str,
-    encoded: Sequence[_Encoded],
-    queue_key: str,
-    message: MessageTemplate | None,
-    deadline_ms: int,
-) -> bytes:
-    """EVALSHA of reserve.lua in the Redis protocol (RESP), byte for byte what redis-py
-    sends for `reserve_call`, from purchases encoded one by one when they were asked."""
-    fixed_keys, fixed_args = reserve_call(sale, (), queue_key, message, deadline_ms)
-    count = len(encoded)
-    return b"".join(
-        [
-            b"*%d\r\n$7\r\nEVALSHA\r\n" % (len(fixed_keys) + len(fixed_args) + 7 * count + 3),
-            _bulk(sha),
-            _bulk(len(fixed_keys) + 3 * count),
-            *map(_bulk, fixed_keys),
-            *(e.keys for e in encoded),
-            *map(_bulk, fixed_args),
-            *(e.args for e in encoded),
-        ]
-    )
+class Unavailable(redis.ConnectionError):
+    """The purchase could not be decided now (answered 503 with Retry-After)."""
 
 
 @dataclass(slots=True)
 class _Call:
-    """Purchases of one sale that go to Redis in one script call."""
+    """Purchases of one segment that go to Redis in one script call."""
 
-    sale: str
-    encoded: list[_Encoded]
-    futures: list[asyncio.Future[ReserveResult]]
+    segment: str
+    encoded: list[Encoded] = field(default_factory=list)
+    futures: list[asyncio.Future[ReserveResult]] = field(default_factory=list)
+    loans: list[Loan] = field(default_factory=list)
+    route: Route = Route()
 
     def fail(self, exc: BaseException) -> None:
         for future in self.futures:
@@ -112,32 +102,36 @@ class AsyncStock:
     """The reservation hot path.
 
     Purchases asked for in the same event-loop tick go to Redis together: those of one
-    sale in one call of the reserve script (up to ORDERS_PER_MESSAGE), the calls of
-    different sales in one write. Each purchase is still decided on its own and gets its
-    own answer; the accepted ones of a call share one task message, pushed by the script
-    itself (`queue`) or handed to `publish` before anyone is answered."""
+    segment in one call of the reserve script (up to ORDERS_PER_MESSAGE), the calls of
+    different segments in one write per server. Each purchase is still decided on its own
+    and gets its own answer; the accepted ones of a call share one task message, pushed
+    by the script itself (`queue`) or handed to `publish` before anyone is answered."""
 
     def __init__(
         self,
-        client: redis.asyncio.Redis,
+        client: AnyRedis,
         queue: str = "",
         publish: Publish | None = None,
         on_call: Callable[[int], object] | None = None,
     ) -> None:
         self._client = client
-        # Redis's clock minus ours, as the last answer showed it (None: not known yet).
-        # Read on receipt, so it errs early: a deadline set from it falls at or before the
-        # moment we stop waiting, never after.
-        self._clock_offset_ms: int | None = None
-        self._reserve = Scripts.register(client).reserve
+        self._cluster = isinstance(client, RedisCluster)
+        # Redis's clock minus ours, per server, as its last answer showed it. Read on
+        # receipt, so it errs early: a deadline set from it falls at or before the moment
+        # we stop waiting, never after.
+        self._clock_offset_ms: dict[str, int] = {}
+        self._scripts: Scripts[Any] = Scripts.register(client)
         self._queue = queue
         self._publish = publish
         self._on_call = on_call  # told the number of purchases of each script call
+        self._segments: dict[str, int] = {}  # sale -> its number of segments, as answered
+        self._levels: dict[str, int] = {}  # segment -> units left, as last answered
         self._pending: list[_Call] = []
-        self._open: dict[str, _Call] = {}  # the call of each sale that takes more purchases
-        self._flushes: set[asyncio.Task[None]] = set()
-        self._handoffs: set[asyncio.Future[None]] = set()
+        self._open: dict[str, _Call] = {}  # the call of each segment that takes more
+        self._tasks: set[asyncio.Future[Any]] = set()
+        self._flushes = 0
         self._scheduled = False
+        self._refreshed_at = 0.0
 
     async def reserve(
         self,
@@ -147,39 +141,146 @@ class AsyncStock:
         order_id: str,
         idempotency_key: str | None = None,
     ) -> ReserveResult:
+        purchase = Purchase(user, quantity, order_id, idempotency_key)
+        for _ in range(MAX_RESENDS):
+            index = home(user, self._segments.get(sale, 1))
+            result = await self._decide(segment_name(sale, index), purchase)
+            if result.outcome is not Outcome.MOVED:  # else the answer taught the count
+                break
+        else:
+            raise Unavailable(f"the segments of sale {sale} are changing")
+        if result.outcome is Outcome.SHORT:
+            return await self._borrow_then_decide(sale, index, purchase)
+        return result
+
+    def _decide(
+        self, segment: str, purchase: Purchase, loans: list[Loan] | None = None
+    ) -> asyncio.Future[ReserveResult]:
         # Encoded now, alone: a value that cannot be sent fails its own request here, never
         # the call it would have shared with other shoppers.
-        encoded = _Encoded.of(sale, Purchase(user, quantity, order_id, idempotency_key))
+        encoded = Encoded.of(segment, purchase)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[ReserveResult] = loop.create_future()
-        call = self._open.get(sale)
+        call = self._open.get(segment)
         if call is None or len(call.encoded) >= ORDERS_PER_MESSAGE:
-            call = self._open[sale] = _Call(sale, [], [])
+            call = self._open[segment] = _Call(segment)
             self._pending.append(call)
         call.encoded.append(encoded)
         call.futures.append(future)
+        call.loans.extend(loans or ())
         self._schedule(loop)
-        return await future
+        return future
+
+    # Borrowing --------------------------------------------------------------------------
+
+    async def _borrow_then_decide(self, sale: str, index: int, purchase: Purchase) -> ReserveResult:
+        count = self._segments.get(sale, 1)
+        for _ in range(BORROW_ROUNDS):
+            loans, home_level = await self._borrow(sale, count, index, purchase.quantity)
+            if not loans and home_level < purchase.quantity:
+                return ReserveResult(Outcome.SOLD_OUT)
+            result = await self._decide(segment_name(sale, index), purchase, loans)
+            if loans and result.outcome not in (Outcome.LATE, Outcome.UNKNOWN_SALE):
+                self._background(self._settle(loans))  # credited: the loans are done
+            if result.outcome is not Outcome.SHORT:
+                return result if result.outcome is not Outcome.MOVED else self._moved(sale)
+        # Other shoppers keep taking the units this purchase borrows: there are units, so
+        # not sold out, but none could be had just now.
+        raise Unavailable(f"units of sale {sale} are moving between segments")
+
+    @staticmethod
+    def _moved(sale: str) -> ReserveResult:
+        raise Unavailable(f"the segments of sale {sale} are changing")
+
+    async def _borrow(self, sale: str, count: int, index: int, need: int) -> tuple[list[Loan], int]:
+        """Loans covering `need` units for segment `index`, richest segments first, as far
+        as units are found; and the home segment's units when they were read afresh."""
+        names = segment_names(sale, count)
+        levels = {k: self._levels.get(name, 0) for k, name in enumerate(names)}
+        tried, fresh, home_level = {index}, False, 0
+        loans: list[Loan] = []
+        cached_tries = 0
+        while need > 0:
+            candidates = sorted(
+                (k for k in range(count) if k not in tried and levels[k] > 0),
+                key=lambda k: -levels[k],
+            )
+            if not candidates or (not fresh and cached_tries >= CACHED_TRIES):
+                if fresh:
+                    break
+                levels = await self._read_levels(names)
+                fresh, tried, home_level = True, {index}, levels[index]
+                if home_level >= need and not loans:
+                    break  # units came back home meanwhile: decide again there
+                continue
+            lender = candidates[0]
+            tried.add(lender)
+            cached_tries += 0 if fresh else 1
+            loan, levels[lender] = await self._lend(sale, lender, index, need)
+            if loan is not None:
+                loans.append(loan)
+                need -= loan.units
+        return loans, home_level
+
+    async def _read_levels(self, names: list[str]) -> dict[int, int]:
+        """Units for sale in every segment, in one pipeline (one write per master)."""
+        pipe = self._client.pipeline(transaction=False)
+        for name in names:
+            pipe.get(SaleKeys(name).stock)
+        replies = await pipe.execute()
+        for name, left in zip(names, replies, strict=True):
+            self._levels[name] = int(left or 0)
+        return {k: int(left or 0) for k, left in enumerate(replies)}
+
+    async def _lend(
+        self, sale: str, lender: int, borrower: int, units: int
+    ) -> tuple[Loan | None, int]:
+        name = segment_name(sale, lender)
+        k = SaleKeys(name)
+        loan_id = uuid.uuid4().hex
+        deadline = self._deadline(self._node_name(name))
+        lent, left, now = await self._scripts.lend(
+            keys=[k.meta, k.stock, k.loans], args=[loan_id, borrower, units, deadline]
+        )
+        self._learn_clock(self._node_name(name), int(now))
+        self._levels[name] = int(left)
+        return (Loan(loan_id, name, int(lent)) if int(lent) else None), int(left)
+
+    async def _settle(self, loans: list[Loan]) -> None:
+        try:
+            for loan in loans:
+                await self._scripts.settle(keys=[SaleKeys(loan.lender).loans], args=[loan.loan_id])
+        except redis.RedisError as exc:  # the sweep settles what is left
+            log.info("loans left for the sweep to settle: %r", exc)
+
+    def _background(self, work: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)  # keep a reference until it is done
+        task.add_done_callback(self._tasks.discard)
+
+    # Batching ---------------------------------------------------------------------------
 
     def _schedule(self, loop: asyncio.AbstractEventLoop) -> None:
         # At most MAX_BATCHES_IN_FLIGHT batches travel at once: while they do, new calls
         # gather into the next batch, so a busy process sends fewer, larger batches.
-        if self._pending and not self._scheduled and len(self._flushes) < MAX_BATCHES_IN_FLIGHT:
+        if self._pending and not self._scheduled and self._flushes < MAX_BATCHES_IN_FLIGHT:
             self._scheduled = True
             loop.call_soon(self._start_flush)
 
     def _start_flush(self) -> None:
         self._scheduled = False
         calls, self._pending, self._open = self._pending, [], {}
+        self._flushes += 1
         task = asyncio.ensure_future(self._flush(calls))
-        self._flushes.add(task)  # keep a reference until it is done
+        self._tasks.add(task)
         task.add_done_callback(self._flush_done)
 
     def _flush_done(self, task: asyncio.Task[None]) -> None:
-        self._flushes.discard(task)
+        self._tasks.discard(task)
+        self._flushes -= 1
         self._schedule(asyncio.get_running_loop())
 
-    async def _flush(self, calls: list[_Call], reloaded: bool = False) -> None:
+    async def _flush(self, calls: list[_Call], attempt: int = 0) -> None:
         try:
             replies = await self._send(calls)
         except Exception as exc:  # noqa: BLE001 - every waiting request gets the error
@@ -190,15 +291,22 @@ class AsyncStock:
             for call in calls:
                 call.fail(redis.ConnectionError("the reservation call was cancelled"))
             raise
-        unloaded, answered = [], []
+        again: list[_Call] = []
+        answered: list[tuple[_Call, list[ReserveResult]]] = []
         for call, reply in zip(calls, replies, strict=True):
-            if isinstance(reply, NoScriptError) and not reloaded:
-                unloaded.append(call)
+            if isinstance(reply, _REFUSED):
+                # The call did not run (a script cache lost in a restart or failover, a
+                # slot served elsewhere or moving): it may go again, to the same segment
+                # with the same order ids.
+                await self._follow(call, reply)
+                again.append(call)
                 continue
             try:
                 if isinstance(reply, Exception):
                     raise reply
-                answered.append((call, parse_answers(reply, len(call.encoded))))
+                results, state = parse_answers(reply, len(call.encoded))
+                self._learn_state(call.segment, state)
+                answered.append((call, results))
                 if self._on_call is not None:  # counted once it ran, not when re-sent
                     self._on_call(len(call.encoded))
             except redis.RedisError as exc:
@@ -206,21 +314,38 @@ class AsyncStock:
         if self._publish is not None and answered:
             # Handed on apart from the batch, so that a slow broker does not hold back
             # the next reservation batches, only the answers of these purchases.
-            handoff = asyncio.ensure_future(self._hand_on_then_answer(answered))
-            self._handoffs.add(handoff)
-            handoff.add_done_callback(self._handoffs.discard)
+            self._background(self._hand_on_then_answer(answered))
         else:
             _answer(answered)
-        if unloaded:
-            # Redis lost its script cache (restart, failover): those calls did not run.
-            # Load the script once and send them again.
-            try:
-                await self._client.script_load(self._reserve.script)
-            except Exception as exc:  # noqa: BLE001 - handed to the waiting requests
-                for call in unloaded:
-                    call.fail(exc)
-                return
-            await self._flush(unloaded, reloaded=True)
+        if again:
+            await self._send_again(again, attempt)
+
+    async def _send_again(self, calls: list[_Call], attempt: int) -> None:
+        if attempt + 1 >= MAX_RESENDS:
+            for call in calls:
+                call.fail(Unavailable("Redis kept refusing the reservation call"))
+            return
+        try:
+            await self._client.script_load(self._scripts.reserve.script)
+            if attempt:  # a slot still moving or a cluster electing a master: wait a little
+                await asyncio.sleep(0.05 * 2**attempt)
+        except Exception as exc:  # noqa: BLE001 - handed to the waiting requests
+            for call in calls:
+                call.fail(exc)
+            return
+        await self._flush(calls, attempt + 1)
+
+    async def _follow(self, call: _Call, refusal: Exception) -> None:
+        """Learn where the call goes next from a node's refusal."""
+        if isinstance(refusal, MovedError) and isinstance(self._client, RedisCluster):
+            await self._client.nodes_manager.move_slot(refusal)
+            call.route = Route()
+        elif isinstance(refusal, AskError):  # one call, during a slot migration
+            call.route = Route(f"{refusal.host}:{refusal.port}", asking=True)
+        else:
+            call.route = Route()
+            if isinstance(refusal, ClusterDownError):
+                self._refresh_slots()
 
     async def _hand_on_then_answer(self, answered: list[tuple[_Call, list[ReserveResult]]]) -> None:
         assert self._publish is not None
@@ -232,75 +357,151 @@ class AsyncStock:
                 if r.outcome is Outcome.ACCEPTED and not r.replayed and r.order_id is not None
             ]
             if fresh:
-                handed.append(self._publish(call.sale, fresh))
+                handed.append(self._publish(call.segment, fresh))
         for failure in await asyncio.gather(*handed, return_exceptions=True):
             if isinstance(failure, Exception):  # they wait in the outbox for the sweep
                 log.warning("could not hand accepted reservations on: %s", failure)
         _answer(answered)
 
+    # Sending ----------------------------------------------------------------------------
+
+    async def _send(self, calls: list[_Call]) -> list[Any]:
+        """Every call, one write per server; per call its reply, or the error that left
+        its outcome unknown.
+
+        Never re-sent after such an error: a lost connection fails the call (503), it
+        cannot run twice. And each call carries the moment we stop waiting for it, in
+        its server's clock: a call that reaches Redis later (a frozen or slow Redis
+        resuming) decides nothing, so a shopper answered 503 is never sold a unit behind
+        their back."""
+        if not isinstance(self._client, RedisCluster):
+            single = await send_single(self._client, [self._pack(c, "") for c in calls])
+            self._learn_from(single, "")
+            return single
+        groups: dict[Route, list[int]] = {}
+        for i, call in enumerate(calls):
+            route = (
+                call.route if call.route.asking else Route(node_of(self._client, call.segment).name)
+            )
+            groups.setdefault(route, []).append(i)
+            call.route = Route()  # an ASK redirection holds for one call only
+        sent = await asyncio.gather(
+            *(self._send_to(route, [calls[i] for i in idx]) for route, idx in groups.items()),
+            return_exceptions=True,
+        )
+        replies: list[Any] = [None] * len(calls)
+        for (route, idx), result in zip(groups.items(), sent, strict=True):
+            if isinstance(result, BaseException) and not isinstance(result, Exception):
+                raise result
+            if isinstance(result, Exception):
+                self._refresh_slots()  # the node may be gone: learn who serves its slots
+                failed = (
+                    result if isinstance(result, redis.RedisError) else Unavailable(str(result))
+                )
+                result = [failed] * len(idx)
+            else:
+                self._learn_from(result, route.node)
+            for i, reply in zip(idx, result, strict=True):
+                replies[i] = reply
+        return replies
+
+    async def _send_to(self, route: Route, calls: list[_Call]) -> list[Any]:
+        assert isinstance(self._client, RedisCluster)
+        node = self._client.nodes_manager.get_node(node_name=route.node)
+        if node is None:
+            raise Unavailable(f"no Redis Cluster node {route.node} is known")
+        return await send_to_node(node, [self._pack(c, route.node) for c in calls], route.asking)
+
+    def _pack(self, call: _Call, node: str) -> bytes:
+        template = persist_template(call.segment, self._queue) if self._queue else None
+        return pack_call(
+            self._scripts.reserve.sha.encode(),
+            call.segment,
+            call.encoded,
+            self._queue,
+            template,
+            self._deadline(node),
+            call.loans,
+        )
+
+    def _refresh_slots(self) -> None:
+        """Re-read the cluster's slot map soon (at most once a second)."""
+        if not isinstance(self._client, RedisCluster):
+            return
+        now = time.monotonic()
+        if now - self._refreshed_at >= REFRESH_EVERY:
+            self._refreshed_at = now
+            self._background(self._refresh(self._client))
+
+    @staticmethod
+    async def _refresh(client: RedisCluster) -> None:
+        try:
+            await client.nodes_manager.initialize()
+        except Exception as exc:  # noqa: BLE001 - tried again on the next failure
+            log.info("could not re-read the Redis Cluster's slots: %r", exc)
+
+    # Clocks and state -------------------------------------------------------------------
+
+    def _node_name(self, segment: str) -> str:
+        return node_of(self._client, segment).name if isinstance(self._client, RedisCluster) else ""
+
+    def _deadline(self, node: str) -> int:
+        offset = self._clock_offset_ms.get(node)
+        if offset is None and self._clock_offset_ms:
+            offset = min(self._clock_offset_ms.values())
+        if offset is None:
+            return 0
+        return int(time.time() * 1000) + offset + int(timeout_of(self._client) * 1000)
+
+    def _learn_clock(self, node: str, redis_now_ms: int) -> None:
+        self._clock_offset_ms[node] = redis_now_ms - int(time.time() * 1000)
+
+    def _learn_from(self, replies: list[Any], node: str) -> None:
+        last = next((r for r in reversed(replies) if isinstance(r, list) and len(r) >= 3), None)
+        if last is not None:
+            self._learn_clock(node, int(last[-3]))
+
+    def _learn_state(self, segment: str, state: SegmentState) -> None:
+        self._levels[segment] = state.remaining
+        self._segments[sale_of(segment)] = state.segments
+
+    async def sync_clock(self) -> None:
+        """Before the first purchase: learn the cluster's slots (redis-py's asyncio
+        cluster client misroutes script calls made before it has), and Redis's clock, so
+        that every call has a deadline."""
+        if isinstance(self._client, RedisCluster):
+            await self._client.initialize()
+            for node in self._client.get_primaries():
+                secs, micros = await self._client.time(target_nodes=node)
+                self._learn_clock(node.name, int(secs) * 1000 + int(micros) // 1000)
+            return
+        secs, micros = await self._client.time()
+        self._learn_clock("", int(secs) * 1000 + int(micros) // 1000)
+
     async def units(self, sale: str) -> tuple[int, int, int, int]:
-        """(for sale, in flight, live, orders returned) of a sale in one MULTI/EXEC: the
-        figures a sampler reads to check that no instant oversells."""
-        keys = SaleKeys(sale)
-        async with self._client.pipeline(transaction=True) as pipe:
-            pipe.get(keys.stock)
-            pipe.hmget(keys.meta, "inflight", "live")
-            pipe.scard(keys.restored)
-            remaining, (inflight, live), returned = await pipe.execute()
-        return int(remaining or 0), int(inflight or 0), int(live or 0), int(returned)
+        """(for sale, in flight, live, orders returned) of a sale, each segment's read in
+        one MULTI/EXEC: the figures a sampler reads to check that no instant oversells.
+        Units travelling between segments count as for sale."""
+        count = self._segments.get(sale) or await self._count(sale)
+        totals = [0, 0, 0, 0]
+        for name in segment_names(sale, count):
+            keys = SaleKeys(name)
+            async with self._client.pipeline(transaction=True) as pipe:
+                pipe.get(keys.stock)
+                pipe.hmget(keys.meta, "inflight", "live")
+                pipe.scard(keys.restored)
+                pipe.hvals(keys.loans)
+                remaining, (inflight, live), returned, loans = await pipe.execute()
+            for i, figure in enumerate(
+                (int(remaining or 0) + lent_units(loans), inflight, live, returned)
+            ):
+                totals[i] += int(figure or 0)
+        return totals[0], totals[1], totals[2], totals[3]
+
+    async def _count(self, sale: str) -> int:
+        count = int(await self._client.hget(SaleKeys(sale).meta, "segments") or 1)
+        self._segments[sale] = count
+        return count
 
     async def close(self) -> None:
         await self._client.aclose()
-
-    async def sync_clock(self) -> None:
-        """Learn Redis's clock before the first call, so that every call has a deadline."""
-        secs, micros = await self._client.time()
-        self._learn_clock(int(secs) * 1000 + int(micros) // 1000)
-
-    def _learn_clock(self, redis_now_ms: int) -> None:
-        self._clock_offset_ms = redis_now_ms - int(time.time() * 1000)
-
-    async def _send(self, calls: list[_Call]) -> list[Any]:
-        """One write of all EVALSHA commands, then their replies in order, on one pooled
-        connection. Packed here rather than by redis-py's pipeline, whose generic
-        per-argument encoding was the largest cost of a reservation in the profile.
-
-        Never retried: a lost connection fails the batch (503), it cannot run twice. And
-        each call carries the moment we stop waiting for it, in Redis's clock: a call that
-        reaches Redis later (a frozen or slow Redis resuming) decides nothing, so a
-        shopper answered 503 is never sold a unit behind their back."""
-        sha = self._reserve.sha.encode()
-        pool = self._client.connection_pool
-        conn = await pool.get_connection()  # type: ignore[no-untyped-call]  # untyped upstream
-        try:
-            timeout = conn.socket_timeout or BATCH_TIMEOUT
-            deadline = 0
-            if self._clock_offset_ms is not None:
-                deadline = int(time.time() * 1000) + self._clock_offset_ms + int(timeout * 1000)
-            packed = []
-            for call in calls:
-                template = persist_template(call.sale, self._queue) if self._queue else None
-                packed.append(
-                    _pack_call(sha, call.sale, call.encoded, self._queue, template, deadline)
-                )
-            # One deadline for the whole batch rather than one per reply.
-            async with asyncio.timeout(timeout):
-                await conn.send_packed_command(b"".join(packed), check_health=False)
-                replies: list[Any] = []
-                for _ in calls:
-                    try:
-                        replies.append(await conn.read_response(timeout=math.inf))
-                    except ResponseError as exc:  # this call's own error; the next follows
-                        replies.append(exc)
-            last = replies[-1]
-            if isinstance(last, list) and last:
-                self._learn_clock(int(last[-1]))
-            return replies
-        except TimeoutError:
-            await conn.disconnect()
-            raise redis.TimeoutError("Redis did not answer the reservation batch in time") from None
-        except BaseException:
-            await conn.disconnect()  # replies may still be on their way: never reuse it
-            raise
-        finally:
-            await pool.release(conn)

@@ -1,4 +1,5 @@
-"""Redis key names. Every key of one sale carries the hash tag {<sale>}, so each script
+"""Redis key names. Every key of one sale segment carries the hash tag {<segment name>}
+(the sale's name for its first segment, flashsale/stock/segments.py), so each script
 touches one Redis Cluster slot. User-supplied parts come last and are length-prefixed
 where two of them meet, so crafted names cannot make two keys collide."""
 
@@ -9,7 +10,7 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True, slots=True)
 class SaleKeys:
-    sale: str
+    sale: str  # a segment name: the sale's own name for its first segment
 
     @property
     def prefix(self) -> str:
@@ -34,6 +35,14 @@ class SaleKeys:
     @property
     def restored(self) -> str:
         return self.prefix + "restored"
+
+    @property
+    def loans(self) -> str:
+        return self.prefix + "loans"
+
+    @property
+    def received(self) -> str:
+        return self.prefix + "received"
 
     def rate(self, user: str) -> str:
         return f"{self.prefix}rl:{user}"

@@ -34,6 +34,8 @@ class Scripts(Generic[S]):
     restore: S  # expired orders give their units back, once
     release: S  # dead letters give their units back, once
     close: S  # a sale takes no more reservations
+    lend: S  # units leave one segment for another, as a loan
+    settle: S  # loans the borrowing segment credited are forgotten
 
     @classmethod
     def register(cls, client: Any) -> Scripts[Any]:

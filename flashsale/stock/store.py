@@ -1,19 +1,22 @@
-"""Stock operations and reads for everything but the hot path: the loader, the workers,
-the reaper, the sweeper, the operator, the status figures and the command line.
+"""Stock operations for everything but the hot path: the loader, the workers, the reaper,
+the sweeper, the operator, the status figures and the command line.
 
-Each method is one script call or one read of a sale's keys; none hands out the client."""
+Each method is one script call or one read of a sale's keys; none hands out the client.
+Methods that take `segment` act on one segment of a sale (what a task message or an
+outbox names); methods that take `sale` act on the whole sale, every segment."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import uuid
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
-
-import redis
 
 from flashsale.handoff import MessageTemplate, persist_template
 from flashsale.stock.calls import (
     NOTHING_SOLD,
+    Loan,
     Purchase,
     ReserveResult,
     SaleLimits,
@@ -24,11 +27,14 @@ from flashsale.stock.calls import (
     text_of,
 )
 from flashsale.stock.keys import SaleKeys
+from flashsale.stock.reads import SaleReads, SyncRedis
 from flashsale.stock.scripts import Scripts
+from flashsale.stock.segments import home, segment_name, segment_names, split
 
 UNLINK_BATCH = 500
-PAGE = 1000
-RESERVATION_FIELDS = ("user", "qty", "reserved_at", "expires_at", "state")
+# A loan older than this was given up by its borrower (whose calls carry deadlines of a
+# few seconds): the sweep credits it to the borrowing segment and settles it.
+LOAN_GRACE_MS = 30_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,40 +43,16 @@ class Closed:
     waiting: int  # reservations still on their way to SQL
 
 
-@dataclass(frozen=True, slots=True)
-class SaleInRedis:
-    """One atomic read of a sale's figures in Redis (None fields: Redis has no such sale)."""
-
-    total: int | None
-    remaining: int
-    inflight: int
-    live: int
-    outbox: int
-    closed: bool
-    now_ms: int
-
-    @property
-    def exists(self) -> bool:
-        return self.total is not None
+def shares(units: int, count: int) -> list[int]:
+    """`units` split over `count` segments as evenly as whole units go."""
+    return [units // count + (1 if k < units % count else 0) for k in range(count)]
 
 
-@dataclass(frozen=True, slots=True)
-class Backlog:
-    """What waits for the workers in one sale: outbox entries and the oldest one's age."""
+class Stock(SaleReads):
+    """Stock operations on one Redis or Redis Cluster (a client with the timeouts of its
+    role)."""
 
-    remaining: int
-    outbox: int
-    oldest_age_seconds: float
-
-
-def _ms(secs: Any, micros: Any) -> int:
-    return int(secs) * 1000 + int(micros) // 1000
-
-
-class Stock:
-    """Stock operations on one Redis (a client with the timeouts of its role)."""
-
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: SyncRedis) -> None:
         self._client = client
         self._scripts: Scripts[Any] = Scripts.register(client)
 
@@ -86,12 +68,9 @@ class Stock:
     def ping(self) -> bool:
         return bool(self._client.ping())
 
-    def now_ms(self) -> int:
-        return _ms(*self._client.time())
-
     def reserve(
         self,
-        sale: str,
+        segment: str,
         user: str,
         quantity: int,
         order_id: str,
@@ -99,32 +78,114 @@ class Stock:
         queue: str = "",
         message: MessageTemplate | None = None,
     ) -> ReserveResult:
-        """One purchase; with a queue, the script pushes its task message there."""
+        """One purchase in one segment; with a queue, the script pushes its task message."""
         purchase = Purchase(user, quantity, order_id, idempotency_key)
-        return self.reserve_many(sale, [purchase], queue, message)[0]
+        return self.reserve_many(segment, [purchase], queue, message)[0]
 
     def reserve_many(
         self,
-        sale: str,
+        segment: str,
         purchases: Sequence[Purchase],
         queue: str = "",
         message: MessageTemplate | None = None,
+        loans: Sequence[Loan] = (),
     ) -> list[ReserveResult]:
-        """Purchases of one sale in one script call, as the API makes them; the accepted
-        ones share one task message (`message`, or a new one) when a queue is given."""
+        """Purchases of one segment in one script call, as the API makes them; the
+        accepted ones share one task message (`message`, or a new one) when a queue is
+        given. Whole-sale purchases (routing, borrowing) are the hot path's
+        (flashsale/stock/hotpath.py)."""
         if queue and message is None:
-            message = persist_template(sale, queue)
-        keys, args = reserve_call(sale, purchases, queue, message)
-        return parse_answers(self._scripts.reserve(keys=keys, args=args), len(purchases))
+            message = persist_template(segment, queue)
+        keys, args = reserve_call(segment, purchases, queue, message, loans=loans)
+        raw = self._scripts.reserve(keys=keys, args=args)
+        return parse_answers(raw, len(purchases))[0]
 
     def load(self, sale: str, limits: SaleLimits, sold: SoldInSql = NOTHING_SOLD) -> int:
-        """Create or update the sale; returns the units still for sale. `sold` counts
-        only when Redis has no such sale yet."""
-        k = SaleKeys(sale)
+        """Create or update the sale, each segment with its share; returns the units still
+        for sale. `sold` counts only when Redis has no such sale yet."""
+        names = segment_names(sale, limits.segments)
+        pipe = self._client.pipeline(transaction=False)
+        for name in names:
+            pipe.hmget(SaleKeys(name).meta, "total", "segments")
+            pipe.get(SaleKeys(name).stock)
+        replies = pipe.execute()
+        loaded = [None if t is None else int(t) for t, _ in replies[0::2]]
+        stocks = [int(s or 0) for s in replies[1::2]]
+        current = int(replies[0][1] or 1) if loaded[0] is not None else limits.segments
+        if current != limits.segments:
+            raise StockLoadError(
+                f"sale {sale!r} is spread over {current} segments in Redis, not "
+                f"{limits.segments}: respread it (`flashsale sale respread`)"
+            )
+        if loaded[0] is None:
+            targets, live, held = self._new_sale(limits, sold)
+        else:
+            targets, live, held = (
+                self._changed_totals(sale, limits.total, loaded, stocks),
+                None,
+                None,
+            )
+        remaining = 0
+        for k, name in enumerate(names):
+            remaining += self._load_segment(name, k, limits, targets[k], live, held, sold)
+        return remaining
+
+    def _new_sale(
+        self, limits: SaleLimits, sold: SoldInSql
+    ) -> tuple[list[int], list[int], list[list[tuple[str, int]]]]:
+        """Each segment's total, live units and shoppers' holdings of a new (or rebuilt)
+        sale: shoppers' live units stay in their home segments, the unsold units are
+        spread evenly."""
+        n = limits.segments
+        held: list[list[tuple[str, int]]] = [[] for _ in range(n)]
+        for user, units in sold.held:
+            held[home(user, n)].append((user, units))
+        live = [sum(units for _, units in pairs) for pairs in held]
+        if n == 1:
+            live = [sold.live_units]
+        unsold = max(0, limits.total - sum(live))
+        if limits.total < sum(live):  # load.lua refuses it and says why
+            return [limits.total] + [0] * (n - 1), live, held
+        return [s + v for s, v in zip(shares(unsold, n), live, strict=True)], live, held
+
+    @staticmethod
+    def _changed_totals(
+        sale: str, total: int, loaded: list[int | None], stocks: list[int]
+    ) -> list[int]:
+        """Each segment's new total for a sale whose stock goes from sum(loaded) to `total`:
+        added units spread evenly, removed units taken where units are unsold."""
+        current = [t or 0 for t in loaded]
+        delta = total - sum(current)
+        if delta >= 0:
+            return [t + s for t, s in zip(current, shares(delta, len(current)), strict=True)]
+        if sum(stocks) < -delta:
+            raise StockLoadError(
+                f"sale {sale!r}: stock cannot drop to {total}: "
+                f"{sum(current) - sum(stocks)} units are already taken"
+            )
+        targets, left = list(current), -delta
+        for k in sorted(range(len(current)), key=lambda k: -stocks[k]):
+            cut = min(left, stocks[k])
+            targets[k] -= cut
+            left -= cut
+        return targets
+
+    def _load_segment(
+        self,
+        name: str,
+        index: int,
+        limits: SaleLimits,
+        total: int,
+        live: list[int] | None,
+        held: list[list[tuple[str, int]]] | None,
+        sold: SoldInSql,
+    ) -> int:
+        k = SaleKeys(name)
+        pairs = held[index] if held else []
         raw = self._scripts.load(
             keys=[k.meta, k.stock, k.held, k.restored],
             args=[
-                limits.total,
+                total,
                 limits.sku,
                 limits.starts_at_ms,
                 limits.ends_at_ms,
@@ -133,28 +194,33 @@ class Stock:
                 repr(float(limits.rate_per_second)),
                 limits.burst,
                 limits.payment_timeout_seconds,
-                sold.live_units,
-                len(sold.held),
-                *(part for pair in sold.held for part in pair),
+                limits.segments,
+                index,
+                live[index] if live else 0,
+                len(pairs),
+                *(part for pair in pairs for part in pair),
                 *sold.unreturned_expired,
             ],
         )
-        if text_of(raw[0]) == "below_sold":
+        answer = text_of(raw[0])
+        if answer == "below_sold":
             raise StockLoadError(
-                f"sale {sale!r}: stock cannot drop to {limits.total}: "
+                f"sale {split(name)[0]!r}: stock cannot drop to {limits.total}: "
                 f"{int(raw[1]) - int(raw[2])} units are already taken"
             )
+        if answer == "segments_differ":
+            raise StockLoadError(f"segment {name!r} belongs to a sale of {int(raw[1])} segments")
         return int(raw[2])
 
-    def ack(self, sale: str, order_id: str, rejected: bool = False) -> bool:
-        return self.ack_many(sale, {order_id: rejected}) == 1
+    def ack(self, segment: str, order_id: str, rejected: bool = False) -> bool:
+        return self.ack_many(segment, {order_id: rejected}) == 1
 
-    def ack_many(self, sale: str, rejected: Mapping[str, bool]) -> int:
-        """Take persisted reservations off the outbox (`rejected[id]`: SQL refused it);
-        returns how many this call acknowledged."""
+    def ack_many(self, segment: str, rejected: Mapping[str, bool]) -> int:
+        """Take persisted reservations off a segment's outbox (`rejected[id]`: SQL refused
+        it); returns how many this call acknowledged."""
         if not rejected:
             return 0
-        k = SaleKeys(sale)
+        k = SaleKeys(segment)
         args: list[str] = []
         for order_id, refused in rejected.items():
             args += [order_id, "rejected" if refused else "persisted"]
@@ -162,22 +228,34 @@ class Stock:
         return int(self._scripts.ack(keys=keys, args=args))
 
     def restore_many(self, sale: str, orders: Sequence[tuple[str, str, int]]) -> list[int]:
-        """Give expired orders (order id, user, quantity) of one sale their units back, in
-        one call; per order 1: returned now, 0: returned before, -1: the sale is gone."""
+        """Give expired orders (order id, user, quantity) of one sale their units back, each
+        to its shopper's home segment, one call per segment; per order 1: returned now,
+        0: returned before, -1: the sale is gone."""
         if not orders:
             return []
-        k = SaleKeys(sale)
-        keys = [k.meta, k.stock, k.held, k.restored, *(k.reservation(o) for o, _, _ in orders)]
-        args = [part for order in orders for part in order]
-        return [int(answer) for answer in self._scripts.restore(keys=keys, args=args)]
+        count = self.segments(sale)
+        by_segment: dict[int, list[int]] = defaultdict(list)
+        for i, (_, user, _) in enumerate(orders):
+            by_segment[home(user, count)].append(i)
+        answers = [0] * len(orders)
+        for index, positions in by_segment.items():
+            k = SaleKeys(segment_name(sale, index))
+            mine = [orders[i] for i in positions]
+            keys = [k.meta, k.stock, k.held, k.restored, *(k.reservation(o) for o, _, _ in mine)]
+            args = [part for order in mine for part in order]
+            for i, answer in zip(
+                positions, self._scripts.restore(keys=keys, args=args), strict=True
+            ):
+                answers[i] = int(answer)
+        return answers
 
     def restore(self, sale: str, order_id: str, user: str, quantity: int) -> int:
         return self.restore_many(sale, [(order_id, user, quantity)])[0]
 
-    def release(self, sale: str, order_id: str) -> int:
+    def release(self, segment: str, order_id: str) -> int:
         """A reservation that can never be stored gives its units back; returns how many
         (0 when it was stored or released before)."""
-        k = SaleKeys(sale)
+        k = SaleKeys(segment)
         return int(
             self._scripts.release(
                 keys=[k.meta, k.stock, k.held, k.outbox, k.reservation(order_id)],
@@ -187,132 +265,78 @@ class Stock:
 
     def close_sale(self, sale: str) -> Closed:
         """No reservation is accepted after this returns; tells what is still in flight."""
-        keys = SaleKeys(sale)
-        existed, waiting = self._scripts.close(keys=[keys.meta, keys.outbox])
-        return Closed(existed=bool(int(existed)), waiting=int(waiting))
+        existed, waiting = False, 0
+        for name in self.segment_names(sale):
+            keys = SaleKeys(name)
+            was, left = self._scripts.close(keys=[keys.meta, keys.outbox])
+            existed, waiting = existed or bool(int(was)), waiting + int(left)
+        return Closed(existed=existed, waiting=waiting)
 
     def remove_sale(self, sale: str) -> int:
-        """Unlink every key of the sale (SCAN + UNLINK in batches, so a big sale never
-        blocks Redis); returns how many were removed. Orders stay in SQL."""
+        """Unlink every key of every segment of the sale (SCAN + UNLINK in batches, so a
+        big sale never blocks Redis); returns how many were removed. Orders stay in SQL."""
         removed = 0
-        batch: list[bytes] = []
-        for key in self._client.scan_iter(match=SaleKeys(sale).pattern, count=UNLINK_BATCH):
-            batch.append(key)
-            if len(batch) >= UNLINK_BATCH:
-                removed += int(self._client.unlink(*batch))
-                batch.clear()
-        if batch:
-            removed += int(self._client.unlink(*batch))
+        for pattern in (SaleKeys(sale).pattern, SaleKeys(segment_name(sale, 1)).prefix[:-3] + "*"):
+            batch: list[bytes] = []
+            for key in self._client.scan_iter(match=pattern, count=UNLINK_BATCH):
+                batch.append(key)
+                if len(batch) >= UNLINK_BATCH:
+                    removed += self._unlink(batch)
+            removed += self._unlink(batch)
         return removed
 
-    def has_sale(self, sale: str) -> bool:
-        return bool(self._client.exists(SaleKeys(sale).meta))
-
-    def remaining(self, sale: str) -> int:
-        return int(self._client.get(SaleKeys(sale).stock) or 0)
-
-    def outbox_size(self, sale: str) -> int:
-        return int(self._client.zcard(SaleKeys(sale).outbox))
-
-    def outbox_members(self, sale: str) -> set[str]:
-        """Ids of the reservations not yet in SQL."""
-        return {text_of(m) for m in self._client.zrange(SaleKeys(sale).outbox, 0, -1)}
-
-    def returned_orders(self, sale: str) -> set[str]:
-        """Ids of the orders whose units restore.lua gave back."""
-        return {text_of(m) for m in self._client.smembers(SaleKeys(sale).restored)}
-
-    def sale_in_redis(self, sale: str) -> SaleInRedis:
-        """The sale's figures in one MULTI/EXEC (every key is in one slot, so the read is
-        atomic: the scripts move units between these figures in single steps). Redis's
-        clock is read just before, on its own: a Redis Cluster refuses TIME in a pipeline,
-        and the phase it decides does not need it inside the transaction."""
-        now_ms = self.now_ms()
-        keys = SaleKeys(sale)
-        pipe = self._client.pipeline(transaction=True)
-        pipe.hmget(keys.meta, "total", "inflight", "live", "closed")
-        pipe.get(keys.stock)
-        pipe.zcard(keys.outbox)
-        (total, inflight, live, closed), remaining, outbox = pipe.execute()
-        return SaleInRedis(
-            total=None if total is None else int(total),
-            remaining=int(remaining or 0),
-            inflight=int(inflight or 0),
-            live=int(live or 0),
-            outbox=int(outbox),
-            closed=closed == b"1",
-            now_ms=now_ms,
-        )
-
-    def backlogs(self, sales: Iterable[str]) -> dict[str, Backlog]:
-        """Remaining stock, outbox size and the oldest entry's age of each sale, in one
-        pipeline (for the platform figures); the clock is read first, on its own, as a
-        Redis Cluster wants it."""
-        names = list(sales)
-        now_ms = self.now_ms()
+    def _unlink(self, batch: list[bytes]) -> int:
+        # One key per command: the keys of several segments live in several slots.
         pipe = self._client.pipeline(transaction=False)
-        for name in names:
-            keys = SaleKeys(name)
-            pipe.get(keys.stock)
-            pipe.zcard(keys.outbox)
-            pipe.zrange(keys.outbox, 0, 0, withscores=True)
-        replies = pipe.execute()
-        found: dict[str, Backlog] = {}
-        for i, name in enumerate(names):
-            remaining, outbox, oldest = replies[3 * i : 3 * i + 3]
-            age = max(0.0, (now_ms - float(oldest[0][1])) / 1000) if oldest else 0.0
-            found[name] = Backlog(int(remaining or 0), int(outbox), age)
-        return found
+        for key in batch:
+            pipe.unlink(key)
+        removed = sum(int(n) for n in pipe.execute()) if batch else 0
+        batch.clear()
+        return removed
 
-    def read_reservations(
-        self, sale: str, order_ids: Iterable[str]
-    ) -> list[tuple[str, list[bytes]]]:
-        """(order id, [user, qty, reserved_at, expires_at, state]) of each reservation
-        Redis still has, oldest first, in one round trip; unknown ids are left out."""
-        wanted = list(dict.fromkeys(order_ids))
-        keys = SaleKeys(sale)
-        pipe = self._client.pipeline(transaction=False)
-        for order_id in wanted:
-            pipe.hmget(keys.reservation(order_id), RESERVATION_FIELDS)
-        found = [
-            (order_id, values)
-            for order_id, values in zip(wanted, pipe.execute(), strict=True)
-            if values[0] is not None
-        ]
-        # First come, first served: should stock fall short, the latest ones lose.
-        found.sort(key=lambda item: (int(item[1][2]), item[0]))
-        return found
-
-    def find_reservation(
-        self, sales: Sequence[str], order_id: str
-    ) -> tuple[str, dict[bytes, bytes]] | None:
-        """The sale and the reservation hash of `order_id`, asking every sale at once (an
-        order id does not name its sale)."""
-        if not sales:
-            return None
-        pipe = self._client.pipeline(transaction=False)
-        for name in sales:
-            pipe.hgetall(SaleKeys(name).reservation(order_id))
-        for name, raw in zip(sales, pipe.execute(), strict=True):
-            if raw:
-                return name, raw
-        return None
-
-    def stale_reservations(self, sale: str, older_than_ms: int) -> list[str]:
-        """Outbox entries older than `older_than_ms` (Redis's clock)."""
-        cutoff = self.now_ms() - older_than_ms
-        found: list[str] = []
-        while True:
-            page: list[bytes] = self._client.zrangebyscore(  # type: ignore[assignment]
-                SaleKeys(sale).outbox, "-inf", cutoff, start=len(found), num=PAGE
-            )
-            found.extend(text_of(member) for member in page)
-            if len(page) < PAGE:
-                return found
-
-    def mark_handed_out(self, sale: str, order_ids: Sequence[str]) -> None:
+    def mark_handed_out(self, segment: str, order_ids: Sequence[str]) -> None:
         """Outbox entries handed to the workers again count as new from now; an entry a
         worker removed meanwhile stays removed (XX)."""
         if order_ids:
             now = self.now_ms()
-            self._client.zadd(SaleKeys(sale).outbox, dict.fromkeys(order_ids, now), xx=True)
+            self._client.zadd(SaleKeys(segment).outbox, dict.fromkeys(order_ids, now), xx=True)
+
+    def lend(
+        self, sale: str, lender: int, borrower: int, units: int, deadline_ms: int = 0
+    ) -> Loan | None:
+        """Move up to `units` units of segment `lender` towards segment `borrower`; the loan
+        (None when nothing was lent) must then be credited (`credit`) and settled."""
+        name = segment_name(sale, lender)
+        k = SaleKeys(name)
+        loan_id = uuid.uuid4().hex
+        lent, _, _ = self._scripts.lend(
+            keys=[k.meta, k.stock, k.loans], args=[loan_id, borrower, units, deadline_ms]
+        )
+        return Loan(loan_id, name, int(lent)) if int(lent) else None
+
+    def credit(self, sale: str, borrower: int, loans: Sequence[Loan]) -> int:
+        """Credit loans to the borrowing segment, each once; returns its units for sale."""
+        keys, args = reserve_call(segment_name(sale, borrower), (), loans=loans)
+        return parse_answers(self._scripts.reserve(keys=keys, args=args), 0)[1].remaining
+
+    def settle(self, loans: Sequence[Loan]) -> int:
+        by_lender: dict[str, list[str]] = defaultdict(list)
+        for loan in loans:
+            by_lender[loan.lender].append(loan.loan_id)
+        return sum(
+            int(self._scripts.settle(keys=[SaleKeys(name).loans], args=ids))
+            for name, ids in by_lender.items()
+        )
+
+    def settle_stale_loans(self, sale: str, older_than_ms: int = LOAN_GRACE_MS) -> int:
+        """Loans whose borrower went away (died between lending and crediting, or gave up):
+        credit each to its borrowing segment, once, then settle it. Returns how many."""
+        now = self.now_ms()
+        stale = [loan for loan in self.open_loans(sale) if now - loan[4] >= older_than_ms]
+        by_borrower: dict[int, list[Loan]] = defaultdict(list)
+        for lender, loan_id, borrower, units, _ in stale:
+            by_borrower[borrower].append(Loan(loan_id, lender, units))
+        for borrower, loans in by_borrower.items():
+            self.credit(sale, borrower, loans)
+            self.settle(loans)
+        return len(stale)

@@ -31,7 +31,7 @@ from flashsale.handoff import (
 from flashsale.persist import persist_reservations
 from flashsale.settings import get_settings
 from flashsale.spec import is_valid_sale_name
-from flashsale.stock import Stock
+from flashsale.stock import Stock, sale_of
 from flashsale.worker.app import app
 from flashsale.worker.pacing import BucketState, TokenBucket, WorkerPace
 
@@ -70,9 +70,16 @@ def _stock() -> Stock:
     return clients.stock(get_settings())
 
 
+def _names_a_segment(name: str) -> bool:
+    try:
+        return is_valid_sale_name(sale_of(name))
+    except ValueError:
+        return False
+
+
 def malformed(sale: object, order_ids: object) -> str | None:
     """Why a persist message's arguments are not what any API wrote, or None."""
-    if not isinstance(sale, str) or not is_valid_sale_name(sale):
+    if not isinstance(sale, str) or not _names_a_segment(sale):
         return "the sale is not a sale name"
     if not isinstance(order_ids, list) or len(order_ids) > 4 * ORDERS_PER_MESSAGE:
         return "the order ids are not a list of at most a message's size"
