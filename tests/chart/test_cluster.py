@@ -217,3 +217,18 @@ def test_the_schema_and_the_templates_take_the_urls_of_the_contract(helm: Helm, 
         assert result.returncode == 0, result.stderr
         data = Rendered(result.stdout).get("Secret", SECRET)["stringData"]
         assert data["redis-url"] == url
+
+
+def test_notes_say_where_stock_and_the_broker_are(helm: Helm) -> None:
+    for values, broker in (
+        ("cluster-values.yaml", "the separate Redis of broker.url"),
+        ("cluster-bundled-broker-values.yaml", f"this release's own Redis ({name('redis')})"),
+    ):
+        result = helm(
+            "install", "shop", str(CHART), "--dry-run=client", "-f", str(CHART / "ci" / values)
+        )
+        notes = " ".join(result.stdout.split("NOTES:", 1)[1].split())
+        assert f"Stock is in a Redis Cluster; the Celery broker is {broker}" in notes
+        assert "FLASHSALE_HANDOFF=publish" in notes and "spec.segments" in notes
+    notes = helm("install", "shop", str(CHART), "--dry-run=client").stdout.split("NOTES:", 1)[1]
+    assert "Redis Cluster" not in notes
