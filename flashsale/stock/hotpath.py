@@ -41,7 +41,7 @@ from flashsale.stock.calls import (
     parse_answers,
 )
 from flashsale.stock.keys import SaleKeys
-from flashsale.stock.reads import lent_units
+from flashsale.stock.reads import loans_of
 from flashsale.stock.scripts import Scripts
 from flashsale.stock.segments import home, sale_of, segment_name, segment_names
 from flashsale.stock.wire import (
@@ -64,6 +64,7 @@ MAX_RESENDS = 4
 BORROW_ROUNDS = 4
 # Loans tried from what earlier answers showed before reading every segment afresh.
 CACHED_TRIES = 2
+MAX_LENDS_IN_FLIGHT = 16
 REFRESH_EVERY = 1.0  # seconds between slot-map refreshes after a failed node
 # Accepted order ids of one call, handed on by the caller (the 'publish' handoff).
 Publish = Callable[[str, list[str]], Awaitable[None]]
@@ -132,6 +133,11 @@ class AsyncStock:
         self._flushes = 0
         self._scheduled = False
         self._refreshed_at = 0.0
+        # sale -> (when it started, the read of every segment's units): a crowd short of
+        # units at the same moment shares one read.
+        self._reads: dict[str, tuple[float, asyncio.Future[dict[int, int]]]] = {}
+        self._lending = asyncio.Semaphore(MAX_LENDS_IN_FLIGHT)
+        self._to_settle: dict[str, list[str]] = {}  # lender segment -> credited loan ids
 
     async def reserve(
         self,
@@ -181,7 +187,7 @@ class AsyncStock:
                 return ReserveResult(Outcome.SOLD_OUT)
             result = await self._decide(segment_name(sale, index), purchase, loans)
             if loans and result.outcome not in (Outcome.LATE, Outcome.UNKNOWN_SALE):
-                self._background(self._settle(loans))  # credited: the loans are done
+                self._settle_soon(loans)  # credited: the loans are done
             if result.outcome is not Outcome.SHORT:
                 return result if result.outcome is not Outcome.MOVED else self._moved(sale)
         # Other shoppers keep taking the units this purchase borrows: there are units, so
@@ -196,6 +202,7 @@ class AsyncStock:
         """Loans covering `need` units for segment `index`, richest segments first, as far
         as units are found; and the home segment's units when they were read afresh."""
         names = segment_names(sale, count)
+        since = time.monotonic()
         levels = {k: self._levels.get(name, 0) for k, name in enumerate(names)}
         tried, fresh, home_level = {index}, False, 0
         loans: list[Loan] = []
@@ -208,7 +215,7 @@ class AsyncStock:
             if not candidates or (not fresh and cached_tries >= CACHED_TRIES):
                 if fresh:
                     break
-                levels = await self._read_levels(names)
+                levels = await self._read_levels(sale, names, since)
                 fresh, tried, home_level = True, {index}, levels[index]
                 if home_level >= need and not loans:
                     break  # units came back home meanwhile: decide again there
@@ -222,7 +229,18 @@ class AsyncStock:
                 need -= loan.units
         return loans, home_level
 
-    async def _read_levels(self, names: list[str]) -> dict[int, int]:
+    async def _read_levels(self, sale: str, names: list[str], since: float) -> dict[int, int]:
+        """Units for sale in every segment, read after `since`: a read started since then
+        is shared, else a new one starts."""
+        shared = self._reads.get(sale)
+        if shared is None or shared[0] < since:
+            shared = self._reads[sale] = (
+                time.monotonic(),
+                asyncio.ensure_future(self._read(names)),
+            )
+        return dict(await asyncio.shield(shared[1]))
+
+    async def _read(self, names: list[str]) -> dict[int, int]:
         """Units for sale in every segment, in one pipeline (one write per master)."""
         pipe = self._client.pipeline(transaction=False)
         for name in names:
@@ -238,18 +256,30 @@ class AsyncStock:
         name = segment_name(sale, lender)
         k = SaleKeys(name)
         loan_id = uuid.uuid4().hex
-        deadline = self._deadline(self._node_name(name))
-        lent, left, now = await self._scripts.lend(
-            keys=[k.meta, k.stock, k.loans], args=[loan_id, borrower, units, deadline]
-        )
+        async with self._lending:
+            deadline = self._deadline(self._node_name(name))
+            lent, left, now = await self._scripts.lend(
+                keys=[k.meta, k.stock, k.loans], args=[loan_id, borrower, units, deadline]
+            )
         self._learn_clock(self._node_name(name), int(now))
         self._levels[name] = int(left)
         return (Loan(loan_id, name, int(lent)) if int(lent) else None), int(left)
 
-    async def _settle(self, loans: list[Loan]) -> None:
+    def _settle_soon(self, loans: list[Loan]) -> None:
+        """Settle credited loans in the background, those of one moment together."""
+        start = not self._to_settle
+        for loan in loans:
+            self._to_settle.setdefault(loan.lender, []).append(loan.loan_id)
+        if start:
+            self._background(self._settle())
+
+    async def _settle(self) -> None:
+        await asyncio.sleep(0)  # gather the loans of this moment
+        batch, self._to_settle = self._to_settle, {}
         try:
-            for loan in loans:
-                await self._scripts.settle(keys=[SaleKeys(loan.lender).loans], args=[loan.loan_id])
+            async with self._lending:
+                for lender, ids in batch.items():
+                    await self._scripts.settle(keys=[SaleKeys(lender).loans], args=ids)
         except redis.RedisError as exc:  # the sweep settles what is left
             log.info("loans left for the sweep to settle: %r", exc)
 
@@ -481,21 +511,29 @@ class AsyncStock:
     async def units(self, sale: str) -> tuple[int, int, int, int]:
         """(for sale, in flight, live, orders returned) of a sale, each segment's read in
         one MULTI/EXEC: the figures a sampler reads to check that no instant oversells.
-        Units travelling between segments count as for sale."""
+        Units lent between segments count as for sale until their borrower credits them."""
         count = self._segments.get(sale) or await self._count(sale)
         totals = [0, 0, 0, 0]
+        travelling: list[tuple[str, str, int]] = []
         for name in segment_names(sale, count):
             keys = SaleKeys(name)
             async with self._client.pipeline(transaction=True) as pipe:
                 pipe.get(keys.stock)
                 pipe.hmget(keys.meta, "inflight", "live")
                 pipe.scard(keys.restored)
-                pipe.hvals(keys.loans)
+                pipe.hgetall(keys.loans)
                 remaining, (inflight, live), returned, loans = await pipe.execute()
-            for i, figure in enumerate(
-                (int(remaining or 0) + lent_units(loans), inflight, live, returned)
-            ):
+            travelling += loans_of(sale, loans)
+            for i, figure in enumerate((remaining, inflight, live, returned)):
                 totals[i] += int(figure or 0)
+        if travelling:
+            pipe = self._client.pipeline(transaction=False)
+            for borrower, loan_id, _ in travelling:
+                pipe.zscore(SaleKeys(borrower).received, loan_id)
+            receipts = await pipe.execute()
+            totals[0] += sum(
+                u for (_, _, u), r in zip(travelling, receipts, strict=True) if r is None
+            )
         return totals[0], totals[1], totals[2], totals[3]
 
     async def _count(self, sale: str) -> int:

@@ -5,7 +5,7 @@ the sum is not, and units lent between segments count as for sale while they tra
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,7 +14,7 @@ from redis.cluster import RedisCluster
 
 from flashsale.stock.calls import text_of
 from flashsale.stock.keys import SaleKeys
-from flashsale.stock.segments import segment_names
+from flashsale.stock.segments import segment_name, segment_names
 
 PAGE = 1000
 RESERVATION_FIELDS = ("user", "qty", "reserved_at", "expires_at", "state")
@@ -53,9 +53,15 @@ def _ms(secs: Any, micros: Any) -> int:
     return int(secs) * 1000 + int(micros) // 1000
 
 
-def lent_units(loans: Iterable[bytes]) -> int:
-    """Units travelling in a segment's loans hash values ("<to>|<units>|<lent at>")."""
-    return sum(int(value.split(b"|")[1]) for value in loans)
+def loans_of(sale: str, loans: Mapping[bytes, bytes]) -> list[tuple[str, str, int]]:
+    """(borrowing segment, loan id, units) of a segment's open loans, from its loans hash
+    ("<to>|<units>|<lent at>"). A loan counts as for sale until its borrower credited it
+    (reserve.lua records the receipt); from then on the borrower's stock holds its units."""
+    found = []
+    for loan_id, value in loans.items():
+        to, units, _ = value.split(b"|")
+        found.append((segment_name(sale, int(to)), text_of(loan_id), int(units)))
+    return found
 
 
 class SaleReads:
@@ -80,6 +86,16 @@ class SaleReads:
         counts = pipe.execute() if sales else []
         return {s: segment_names(s, int(n or 1)) for s, n in zip(sales, counts, strict=True)}
 
+    def _uncredited(self, travelling: Sequence[tuple[str, str, int]]) -> int:
+        """Units of these loans that their borrowers have not credited yet."""
+        if not travelling:
+            return 0
+        pipe = self._client.pipeline(transaction=False)
+        for borrower, loan_id, _ in travelling:
+            pipe.zscore(SaleKeys(borrower).received, loan_id)
+        receipts = pipe.execute()
+        return sum(u for (_, _, u), r in zip(travelling, receipts, strict=True) if r is None)
+
     def has_sale(self, sale: str) -> bool:
         return bool(self._client.exists(SaleKeys(sale).meta))
 
@@ -88,9 +104,10 @@ class SaleReads:
         pipe = self._client.pipeline(transaction=False)
         for name in self.segment_names(sale):
             pipe.get(SaleKeys(name).stock)
-            pipe.hvals(SaleKeys(name).loans)
+            pipe.hgetall(SaleKeys(name).loans)
         replies = pipe.execute()
-        return sum(int(r or 0) for r in replies[0::2]) + sum(map(lent_units, replies[1::2]))
+        travelling = [loan for loans in replies[1::2] for loan in loans_of(sale, loans)]
+        return sum(int(r or 0) for r in replies[0::2]) + self._uncredited(travelling)
 
     def segment_remaining(self, segment: str) -> int:
         return int(self._client.get(SaleKeys(segment).stock) or 0)
@@ -124,21 +141,24 @@ class SaleReads:
         total: int | None = None
         remaining = inflight = live = outbox = 0
         closed = False
+        travelling: list[tuple[str, str, int]] = []
         for name in names:
             keys = SaleKeys(name)
             pipe = self._client.pipeline(transaction=True)
             pipe.hmget(keys.meta, "total", "inflight", "live", "closed")
             pipe.get(keys.stock)
             pipe.zcard(keys.outbox)
-            pipe.hvals(keys.loans)
+            pipe.hgetall(keys.loans)
             (t, i, v, c), r, o, loans = pipe.execute()
             if t is not None:
                 total = (total or 0) + int(t)
-            remaining += int(r or 0) + lent_units(loans)
+            remaining += int(r or 0)
+            travelling += loans_of(sale, loans)
             inflight += int(i or 0)
             live += int(v or 0)
             outbox += int(o)
             closed = closed or c == b"1"
+        remaining += self._uncredited(travelling)
         return SaleInRedis(total, remaining, inflight, live, outbox, closed, now_ms, len(names))
 
     def backlogs(self, sales: Iterable[str]) -> dict[str, Backlog]:
@@ -153,7 +173,7 @@ class SaleReads:
                 pipe.get(keys.stock)
                 pipe.zcard(keys.outbox)
                 pipe.zrange(keys.outbox, 0, 0, withscores=True)
-                pipe.hvals(keys.loans)
+                pipe.hgetall(keys.loans)
         replies = iter(pipe.execute())
         found: dict[str, Backlog] = {}
         for sale, names in by_sale.items():
@@ -161,7 +181,7 @@ class SaleReads:
             age = 0.0
             for _ in names:
                 left, waiting, oldest, loans = (next(replies) for _ in range(4))
-                remaining += int(left or 0) + lent_units(loans)
+                remaining += int(left or 0) + sum(units for _, _, units in loans_of(sale, loans))
                 outbox += int(waiting)
                 if oldest:
                     age = max(age, (now_ms - float(oldest[0][1])) / 1000)

@@ -1,0 +1,189 @@
+"""A sale spread over segments, on one real Redis: each shopper decided in their home
+segment, units borrowed between segments, nothing stranded, nothing lost or doubled."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import Counter
+
+import pytest
+import redis.asyncio
+
+from flashsale.stock import AsyncStock, Outcome, home, segment_name
+from flashsale.stock.calls import Purchase
+from tests.conftest import Platform
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def users_homed(count: int, segments: int, where: int, prefix: str = "u") -> list[str]:
+    """`count` user ids whose home segment is `where`."""
+    found, i = [], 0
+    while len(found) < count:
+        user = f"{prefix}{i}"
+        if home(user, segments) == where:
+            found.append(user)
+        i += 1
+    return found
+
+
+def at_rest(platform: Platform, sale: str) -> None:
+    """Units for sale + in flight + live == total, over every segment."""
+    f = platform.stock.sale_in_redis(sale)
+    assert f.total is not None
+    assert f.remaining + f.inflight + f.live == f.total, f
+
+
+def test_the_home_segment_is_the_one_the_script_computes(platform: Platform) -> None:
+    sale = platform.sale(stock=40, segments=4, perUserLimit=5)
+    stock = platform.stock
+    for user in ("alice", "bob", "ü-carol", "d" * 200):
+        right = home(user, 4)
+        for k in range(4):
+            result = stock.reserve(segment_name(sale, k), user, 1, new_id())
+            assert result.outcome is (Outcome.ACCEPTED if k == right else Outcome.MOVED), (user, k)
+    assert platform.stock.segments(sale) == 4
+    assert [platform.stock.segment_remaining(segment_name(sale, k)) for k in range(4)] != [10] * 4
+    at_rest(platform, sale)
+
+
+def test_stock_is_spread_evenly_and_read_as_a_whole(platform: Platform) -> None:
+    sale = platform.sale(stock=10, segments=8)
+    levels = [platform.stock.segment_remaining(segment_name(sale, k)) for k in range(8)]
+    assert levels == [2, 2, 1, 1, 1, 1, 1, 1]
+    assert platform.stock.remaining(sale) == 10
+    assert platform.stock.sale_in_redis(sale).total == 10
+
+
+async def _stock(platform: Platform) -> AsyncStock:
+    fast = AsyncStock(redis.asyncio.Redis.from_url(platform.redis_url))
+    await fast.sync_clock()
+    return fast
+
+
+async def test_the_tail_is_sold_one_buyer_at_a_time_without_a_false_sold_out(
+    platform: Platform,
+) -> None:
+    sale = platform.sale(stock=10, segments=8)
+    fast = await _stock(platform)
+    try:
+        outcomes = []
+        for i in range(14):
+            result = await fast.reserve(sale, f"buyer-{i}", 1, new_id())
+            outcomes.append(result.outcome)
+        assert outcomes == [Outcome.ACCEPTED] * 10 + [Outcome.SOLD_OUT] * 4
+        assert platform.stock.remaining(sale) == 0
+        assert platform.stock.open_loans(sale) == []  # every loan credited and settled
+        at_rest(platform, sale)
+    finally:
+        await fast.close()
+
+
+async def test_a_crowd_takes_exactly_the_stock(platform: Platform) -> None:
+    sale = platform.sale(stock=60, segments=6)
+    fast = await _stock(platform)
+    try:
+        results = await asyncio.gather(
+            *(fast.reserve(sale, f"c{i}", 1, new_id()) for i in range(200))
+        )
+        counts = Counter(r.outcome for r in results)
+        assert counts == {Outcome.ACCEPTED: 60, Outcome.SOLD_OUT: 140}
+        at_rest(platform, sale)
+        assert platform.stock.outbox_size(sale) == 60
+    finally:
+        await fast.close()
+
+
+async def test_the_per_user_limit_holds_across_segments_under_parallel_requests(
+    platform: Platform,
+) -> None:
+    sale = platform.sale(stock=100, segments=6, perUserLimit=3)
+    fast = await _stock(platform)
+    try:
+        results = await asyncio.gather(
+            *(fast.reserve(sale, "greedy", 1, new_id()) for _ in range(50))
+        )
+        counts = Counter(r.outcome for r in results)
+        assert counts == {Outcome.ACCEPTED: 3, Outcome.LIMIT_REACHED: 47}
+    finally:
+        await fast.close()
+
+
+async def test_returned_units_are_bought_from_another_segment(platform: Platform) -> None:
+    sale = platform.sale(stock=4, segments=2, perUserLimit=4)
+    (first,) = users_homed(1, 2, 0, "first")
+    (second,) = users_homed(1, 2, 1, "second")
+    fast = await _stock(platform)
+    try:
+        orders = [new_id() for _ in range(4)]
+        for order in orders:
+            assert (await fast.reserve(sale, first, 1, order)).outcome is Outcome.ACCEPTED
+        assert (await fast.reserve(sale, second, 1, new_id())).outcome is Outcome.SOLD_OUT
+        # The first shopper's orders expire: their units return to the first's home.
+        returned = platform.stock.restore_many(sale, [(o, first, 1) for o in orders])
+        assert returned == [1, 1, 1, 1]
+        assert platform.stock.segment_remaining(segment_name(sale, 0)) == 4
+        for _ in range(2):
+            result = await fast.reserve(sale, second, 2, new_id())
+            assert result.outcome is Outcome.ACCEPTED, result
+        assert platform.stock.remaining(sale) == 0
+        assert platform.stock.segment_remaining(segment_name(sale, 1)) == 0
+    finally:
+        await fast.close()
+
+
+def test_a_loan_whose_borrower_died_is_credited_once(platform: Platform) -> None:
+    sale = platform.sale(stock=6, segments=3)
+    stock = platform.stock
+    loan = stock.lend(sale, lender=0, borrower=2, units=2)
+    assert loan is not None and loan.units == 2
+    # The borrower died here: the units are in transit, still counted for sale.
+    assert stock.remaining(sale) == 6
+    assert stock.segment_remaining(segment_name(sale, 0)) == 0
+    assert stock.settle_stale_loans(sale, older_than_ms=60_000) == 0  # too young
+    assert stock.settle_stale_loans(sale, older_than_ms=0) == 1
+    assert stock.settle_stale_loans(sale, older_than_ms=0) == 0
+    assert stock.segment_remaining(segment_name(sale, 2)) == 4
+    # The borrower comes back and presents its loan again: credited nothing more.
+    stock.credit(sale, 2, [loan])
+    assert stock.segment_remaining(segment_name(sale, 2)) == 4
+    assert stock.remaining(sale) == 6
+    at_rest(platform, sale)
+
+
+def test_a_late_lend_lends_nothing(platform: Platform) -> None:
+    sale = platform.sale(stock=6, segments=3)
+    assert platform.stock.lend(sale, 0, 1, 2, deadline_ms=platform.stock.now_ms() - 1) is None
+    assert platform.stock.remaining(sale) == 6
+
+
+def test_stock_changes_spread_over_segments(platform: Platform) -> None:
+    sale = platform.sale(stock=9, segments=3, perUserLimit=9)
+    (user,) = users_homed(1, 3, 1)
+    for _ in range(3):
+        platform.stock.reserve(segment_name(sale, 1), user, 1, new_id())
+    # Segment 1 is empty; lowering the stock takes unsold units from the others.
+    platform.sale(sale, stock=5, segments=3, perUserLimit=9)
+    assert platform.stock.remaining(sale) == 2
+    at_rest(platform, sale)
+    platform.sale(sale, stock=11, segments=3, perUserLimit=9)
+    assert platform.stock.remaining(sale) == 8
+    at_rest(platform, sale)
+    from flashsale.sales import InvalidSale
+
+    with pytest.raises(InvalidSale, match="already taken"):
+        platform.sale(sale, stock=2, segments=3, perUserLimit=9)
+
+
+def test_replays_and_purchases_of_one_call_follow_the_home(platform: Platform) -> None:
+    sale = platform.sale(stock=10, segments=2, perUserLimit=2)
+    (user,) = users_homed(1, 2, 1)
+    segment = segment_name(sale, 1)
+    order = new_id()
+    first = platform.stock.reserve_many(segment, [Purchase(user, 1, order, "key")])[0]
+    again = platform.stock.reserve_many(segment, [Purchase(user, 1, new_id(), "key")])[0]
+    assert first.outcome is again.outcome is Outcome.ACCEPTED
+    assert again.replayed and again.order_id == order
