@@ -123,7 +123,8 @@ def register(registry: kopf.OperatorRegistry, op: OperatorContext) -> None:
             message = f"cannot reach Redis or PostgreSQL: {type(exc).__name__}: {exc}"
             _write(patch, status, unavailable_status(message, _generation(meta), _now(), status))
             raise kopf.TemporaryError(message, delay=retry) from exc
-        logger.info(f"sale {name} loaded: {remaining} of {parsed.stock} units for sale")
+        spread = f" over {parsed.segments} segments" if parsed.segments > 1 else ""
+        logger.info(f"sale {name} loaded: {remaining} of {parsed.stock} units for sale{spread}")
         op.rescale.set()
         if sale is not None:
             publish(body, name, sale, _generation(meta), status, patch)
