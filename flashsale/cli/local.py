@@ -65,17 +65,27 @@ def demo(
 @click.option(
     "--api-workers", type=int, default=None, help="API processes (default: one per core, up to 4)."
 )
-def up(port: int, api_workers: int | None) -> None:
+@click.option(
+    "--redis-cluster",
+    type=click.IntRange(min=3),
+    default=None,
+    metavar="N",
+    help="Keep stock in a local Redis Cluster of N masters (3 or more), each with a "
+    "replica, with the broker on a Redis of its own.",
+)
+def up(port: int, api_workers: int | None, redis_cluster: int | None) -> None:
     """Run the whole platform locally in the foreground; Ctrl-C stops all of it.
 
     Without FLASHSALE_REDIS_URL / FLASHSALE_DATABASE_URL, starts its own Redis and
-    PostgreSQL in FLASHSALE_DATA_DIR (default ./.flashsale), keeping data across runs."""
+    PostgreSQL in FLASHSALE_DATA_DIR (default ./.flashsale), keeping data across runs.
+    A local Redis Cluster is made afresh on each run: the sales and orders in PostgreSQL
+    stay, and `flashsale sale rebuild` puts a sale's stock back."""
     from flashsale.embedded import ServerError
     from flashsale.local.platform import PlatformError
     from flashsale.local.up import run_up
 
     try:
-        code = run_up(Settings(), port, api_workers)
+        code = run_up(Settings(), port, api_workers, redis_cluster or 0)
     except (ServerError, PlatformError) as exc:
         raise click.ClickException(str(exc)) from None
     sys.exit(code)

@@ -1,7 +1,9 @@
 """The whole platform on one machine: storage, migrations, API, worker, reaper, sweeper.
 
 `flashsale up` runs it in the foreground with interleaved logs; `flashsale demo` runs it
-quietly (logs into files) and drives a crowd against it.
+quietly (logs into files) and drives a crowd against it. With `redis_cluster` (N masters)
+the stock Redis is a local Redis Cluster and the broker a Redis of its own (`storage`);
+the components are the same, told both URLs.
 
 Once it is ready, a watcher thread keeps it running: a component that exits is restarted
 with backoff (see `supervisor`), and so are its own Redis and PostgreSQL, on the same port
@@ -29,7 +31,7 @@ from flashsale.datadir import (
 from flashsale.embedded import PostgresServer, RedisServer, ServerError
 from flashsale.local.storage import Storage, port_is_free
 from flashsale.local.supervisor import LineSink, Notice, Restarts, Supervisor
-from flashsale.settings import Settings
+from flashsale.settings import Settings, is_cluster_url
 
 READY_TIMEOUT = 90.0
 
@@ -62,6 +64,7 @@ class LocalPlatform:
         sink: LineSink | None = None,
         log_dir: Path | None = None,
         loops: Loops = Loops(),
+        redis_cluster: int = 0,
     ) -> None:
         self.settings = settings
         self.data_dir = settings.data_dir.resolve()
@@ -69,7 +72,11 @@ class LocalPlatform:
         self.api_workers = api_workers or default_api_workers()
         self.loops = loops
         self.servers = Storage.data_folder(
-            self.data_dir, redis_url=settings.redis_url, database_url=settings.database_url
+            self.data_dir,
+            redis_url=settings.redis_url,
+            database_url=settings.database_url,
+            broker_url=settings.broker_url,
+            cluster_masters=redis_cluster,
         )
         self.notice: Notice = (lambda line: sink("up", line)) if sink else log.warning
         self.supervisor = Supervisor({}, sink=sink, log_dir=log_dir, notice=self.notice)
@@ -93,14 +100,25 @@ class LocalPlatform:
         assert self.servers.database_url
         return self.servers.database_url
 
+    @property
+    def broker_url(self) -> str | None:
+        """The Celery broker's Redis, or None when it is the stock Redis."""
+        return self.servers.broker_url
+
+    @property
+    def redis_cluster(self) -> bool:
+        return is_cluster_url(self.redis_url)
+
     def start(self) -> LocalPlatform:
         if not port_is_free(self.port):
             raise PlatformError(f"port {self.port} is taken: choose another with --port")
         self.servers.start()
         try:
-            record_servers(
-                self.data_dir, PlatformRecord(self.redis_url, self.database_url, os.getpid())
+            self._check_children_settings()
+            record = PlatformRecord(
+                self.redis_url, self.database_url, os.getpid(), broker_url=self.broker_url
             )
+            record_servers(self.data_dir, record)
             self._recorded = True
             if self.settings.jwt_secret:
                 self.jwt_secret = self.settings.jwt_secret.get_secret_value()
@@ -116,6 +134,15 @@ class LocalPlatform:
             raise
         return self
 
+    def _check_children_settings(self) -> None:
+        """What the components would refuse on these servers (the 'script' handoff on a
+        cluster, say), refused once here rather than by each of them at start."""
+        update = {"redis_url": self.redis_url, "broker_url": self.broker_url}
+        try:
+            self.settings.model_copy(update=update).check_redis()
+        except RuntimeError as exc:
+            raise PlatformError(str(exc)) from None
+
     def _child_env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
         env.update(
@@ -125,6 +152,8 @@ class LocalPlatform:
             FLASHSALE_DATA_DIR=str(self.data_dir),
             PYTHONUNBUFFERED="1",  # log lines as they happen, not per buffer
         )
+        if self.broker_url:
+            env["FLASHSALE_BROKER_URL"] = self.broker_url
         return env
 
     def _start_children(self) -> None:
@@ -168,7 +197,7 @@ class LocalPlatform:
 
     def _check_servers(self) -> None:
         servers: list[tuple[str, RedisServer | PostgresServer | None]] = [
-            ("redis-server", self.servers.redis),
+            *self.servers.redis_servers,
             ("postgres", self.servers.postgres),
         ]
         now = time.monotonic()

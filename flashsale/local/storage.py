@@ -9,13 +9,20 @@ same across restarts, and a lock keeps a second platform out of the folder.
 
 Throwaway storage (`Storage.throwaway`, the benchmark and the tests) lives in a folder of
 its own on fresh ports, with the durability the caller asks for. Either way the database
-is migrated before `start` returns."""
+is migrated before `start` returns.
+
+With `cluster_masters` (`flashsale up --redis-cluster N`) the stock Redis is a local Redis
+Cluster of that many masters, each with a replica (`cluster.LocalRedisCluster`), and the
+Celery broker a Redis of its own, since a cluster cannot hold it. The cluster is made
+afresh on each start, on free ports: its stock does not outlive the platform (the sales
+and orders in PostgreSQL do; `flashsale sale rebuild` puts a sale back into Redis)."""
 
 from __future__ import annotations
 
 import fcntl
 import json
 import os
+import shutil
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +30,7 @@ from typing import IO
 
 from flashsale.db.migrate import upgrade
 from flashsale.embedded import PostgresServer, RedisServer, ServerError, free_port
+from flashsale.local.cluster import LocalRedisCluster
 
 PORTS_FILE = "ports.json"
 LOCK_FILE = "up.lock"
@@ -68,24 +76,55 @@ class Storage:
     root: Path
     redis_url: str | None = None
     database_url: str | None = None
+    broker_url: str | None = None  # None: the broker is the stock Redis
+    cluster_masters: int = 0  # more than 0: the stock Redis is a local Redis Cluster
     appendonly: bool = True  # Redis's append-only file (fsync every second)
     durable: bool = True  # PostgreSQL's fsync and synchronous commit
     in_data_folder: bool = True  # the folder's lock and remembered ports
-    redis: RedisServer | None = None
+    redis: RedisServer | None = None  # the stock Redis, when one Redis
+    cluster: LocalRedisCluster | None = None  # the stock Redis, when a cluster
+    broker: RedisServer | None = None  # the broker beside a cluster
     postgres: PostgresServer | None = None
     _lock: IO[str] | None = field(default=None, repr=False)
 
     @classmethod
     def data_folder(
-        cls, data_dir: Path, redis_url: str | None = None, database_url: str | None = None
+        cls,
+        data_dir: Path,
+        redis_url: str | None = None,
+        database_url: str | None = None,
+        broker_url: str | None = None,
+        cluster_masters: int = 0,
     ) -> Storage:
         """A local platform's storage in its data folder; a URL given is used as it is."""
-        return cls(data_dir, redis_url=redis_url, database_url=database_url)
+        return cls(
+            data_dir,
+            redis_url=redis_url,
+            database_url=database_url,
+            broker_url=broker_url,
+            cluster_masters=cluster_masters,
+        )
 
     @classmethod
-    def throwaway(cls, root: Path, appendonly: bool = False, durable: bool = False) -> Storage:
-        """A fresh Redis and PostgreSQL in `root`, on free ports."""
-        return cls(root, appendonly=appendonly, durable=durable, in_data_folder=False)
+    def throwaway(
+        cls, root: Path, appendonly: bool = False, durable: bool = False, cluster_masters: int = 0
+    ) -> Storage:
+        """A fresh Redis (or cluster and broker) and PostgreSQL in `root`, on free ports."""
+        return cls(
+            root,
+            appendonly=appendonly,
+            durable=durable,
+            in_data_folder=False,
+            cluster_masters=cluster_masters,
+        )
+
+    @property
+    def redis_servers(self) -> list[tuple[str, RedisServer]]:
+        """Every Redis server started here, named for the logs."""
+        named = [("redis-server", self.redis), ("broker", self.broker)]
+        if self.cluster:
+            named += [(f"cluster node {i}", n) for i, n in enumerate(self.cluster.nodes)]
+        return [(name, server) for name, server in named if server is not None]
 
     @property
     def urls(self) -> tuple[str, str]:
@@ -95,17 +134,22 @@ class Storage:
 
     def start(self) -> Storage:
         """Take the folder's lock (in a data folder), start what has no URL yet, migrate."""
+        if self.cluster_masters and self.redis_url:
+            raise ServerError(
+                "a local Redis Cluster (--redis-cluster) takes the place of FLASHSALE_REDIS_URL: "
+                "unset it, or leave out --redis-cluster"
+            )
         self.root.mkdir(parents=True, exist_ok=True)
         if self.in_data_folder:
             self._take_lock()
         try:
-            if not self.redis_url:
-                self.redis = RedisServer(
-                    self.root / "redis", port=self._port("redis"), appendonly=self.appendonly
-                )
-                self.redis.auto_port = True  # a remembered port taken meanwhile: pick another
-                self.redis.start()
-                self._remember("redis", self.redis.port)
+            if self.cluster_masters:
+                if not self.broker_url:
+                    self.broker = self._redis_server("broker")
+                    self.broker_url = self.broker.url
+                self._start_cluster()
+            elif not self.redis_url:
+                self.redis = self._redis_server("redis")
                 self.redis_url = self.redis.url
             if not self.database_url:
                 self.postgres = PostgresServer(
@@ -120,6 +164,21 @@ class Storage:
             self.stop()
             raise
         return self
+
+    def _redis_server(self, name: str) -> RedisServer:
+        """A Redis in `<root>/<name>`, on its remembered port when still free."""
+        server = RedisServer(self.root / name, port=self._port(name), appendonly=self.appendonly)
+        server.auto_port = True  # a remembered port taken meanwhile: pick another
+        server.start()
+        self._remember(name, server.port)
+        return server
+
+    def _start_cluster(self) -> None:
+        folder = self.root / "redis-cluster"
+        shutil.rmtree(folder, ignore_errors=True)  # nodes remember the last run's peers
+        self.cluster = LocalRedisCluster(folder, masters=self.cluster_masters)
+        self.cluster.start()
+        self.redis_url = self.cluster.url
 
     def _take_lock(self) -> None:
         self._lock = open(self.root / LOCK_FILE, "a+")  # noqa: SIM115 - held until stop
@@ -149,8 +208,11 @@ class Storage:
     def stop(self) -> None:
         if self.postgres:
             self.postgres.stop()
-        if self.redis:
-            self.redis.stop()
+        if self.cluster:
+            self.cluster.stop()
+        for server in (self.redis, self.broker):
+            if server:
+                server.stop()
         if self._lock:
             self._lock.close()  # releases the lock
             self._lock = None

@@ -28,12 +28,21 @@ def print_line(name: str, line: str) -> None:
 
 
 def banner(platform: LocalPlatform) -> str:
+    redis = [f"  Redis        {platform.redis_url}"]
+    if platform.servers.cluster:
+        masters = platform.servers.cluster.masters
+        redis = [
+            f"  Redis        a cluster of {masters} masters, each with a replica",
+            f"               {platform.redis_url}",
+        ]
+    if platform.broker_url:
+        redis.append(f"  Broker       {platform.broker_url}")
     return "\n".join(
         [
             "",
             f"FlashSale is up in {platform.data_dir}",
             f"  API          {platform.api_url}   (docs: {platform.api_url}/docs)",
-            f"  Redis        {platform.redis_url}",
+            *redis,
             f"  PostgreSQL   {platform.database_url}",
             "",
             "In another terminal, from this folder:",
@@ -49,7 +58,7 @@ def banner(platform: LocalPlatform) -> str:
     )
 
 
-def run_up(settings: Settings, port: int, api_workers: int | None) -> int:
+def run_up(settings: Settings, port: int, api_workers: int | None, redis_cluster: int = 0) -> int:
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -57,7 +66,9 @@ def run_up(settings: Settings, port: int, api_workers: int | None) -> int:
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, on_signal)
-    platform = LocalPlatform(settings, port, api_workers, sink=print_line)
+    platform = LocalPlatform(
+        settings, port, api_workers, sink=print_line, redis_cluster=redis_cluster
+    )
     click.echo(f"starting FlashSale in {platform.data_dir} ...")
     with platform:
         click.echo(banner(platform))
