@@ -21,6 +21,8 @@ in `async_stock_redis_ready`, which the API awaits before serving. The broker
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from enum import Enum
 from typing import Any, TypeAlias
 
@@ -76,14 +78,26 @@ def _cluster_options(url: str, role: Role, settings: Settings | None) -> dict[st
     }
 
 
+@contextmanager
+def _reaching_cluster() -> Iterator[None]:
+    """redis-py reports a cluster none of whose seeds answers as a RedisClusterException,
+    which is no RedisError; as a ConnectionError, every caller's outage handling takes it."""
+    try:
+        yield
+    except redis.exceptions.RedisClusterException as exc:
+        raise redis.ConnectionError(str(exc)) from exc
+
+
 def _sync_cluster(url: str, role: Role, settings: Settings | None) -> redis.cluster.RedisCluster:
+    """The sync client reads the topology as it is made, so this talks to the cluster."""
     options = _cluster_options(url, role, settings)
     options.pop("health_check_interval", None)  # not a sync cluster option (see above)
     nodes = [
         redis.cluster.ClusterNode(h, p)  # type: ignore[no-untyped-call]  # redis-py leaves it bare
         for h, p in parse_cluster_url(url).nodes
     ]
-    return redis.cluster.RedisCluster(startup_nodes=nodes, **options)
+    with _reaching_cluster():
+        return redis.cluster.RedisCluster(startup_nodes=nodes, **options)
 
 
 def _async_cluster(
@@ -114,7 +128,8 @@ def async_redis_client(url: str, role: Role = Role.SERVICE) -> redis.asyncio.Red
 def stock_redis_at(
     url: str, role: Role = Role.SERVICE, settings: Settings | None = None
 ) -> StockRedis:
-    """A client of the stock Redis at `url`, one Redis or a Redis Cluster."""
+    """A client of the stock Redis at `url`, one Redis or a Redis Cluster (read from its
+    seeds now: a redis.ConnectionError when none answers)."""
     if is_cluster_url(url):
         return _sync_cluster(url, role, settings)
     return redis.Redis.from_url(url, **_policy(role, settings))
@@ -147,11 +162,12 @@ def async_stock_redis(settings: Settings) -> AsyncStockRedis:
 async def async_stock_redis_ready(settings: Settings) -> AsyncStockRedis:
     """The hot path's client, ready to serve: a cluster client has read the topology
     (which node serves which slot) from its seeds, so the first purchases do not wait for
-    it and a cluster that cannot be reached shows at start-up (a redis.RedisError). One
-    Redis needs nothing before its first command."""
+    it, and a cluster that cannot be reached shows at start-up as a redis.ConnectionError.
+    One Redis needs nothing before its first command."""
     client = async_stock_redis(settings)
     if isinstance(client, redis.asyncio.cluster.RedisCluster):
-        await client.initialize()
+        with _reaching_cluster():
+            await client.initialize()
     return client
 
 

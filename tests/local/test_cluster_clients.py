@@ -17,7 +17,7 @@ import redis.cluster
 
 from flashsale import clients
 from flashsale.clients import Role
-from flashsale.embedded import RedisServer
+from flashsale.embedded import RedisServer, free_port
 from flashsale.local.cluster import LocalRedisCluster
 from flashsale.settings import Settings
 
@@ -117,6 +117,16 @@ async def test_one_redis_is_ready_as_it_is(broker: RedisServer) -> None:
         await client.aclose()
 
 
+async def test_a_cluster_out_of_reach_is_an_outage_like_any_other() -> None:
+    """redis-py's RedisClusterException is no RedisError: the factory makes it one, so the
+    callers' outage handling (loops, CLI, API start-up) takes a cluster down too."""
+    gone = Settings(redis_url=f"redis+cluster://127.0.0.1:{free_port()}", broker_url="redis://x")
+    with pytest.raises(redis.ConnectionError, match="cannot be connected"):
+        clients.stock_redis(gone)
+    with pytest.raises(redis.ConnectionError, match="cannot be connected"):
+        await clients.async_stock_redis_ready(gone)
+
+
 def test_the_broker_is_one_plain_redis(settings: Settings, broker: RedisServer) -> None:
     sync = clients.broker_redis(settings)
     assert isinstance(sync, redis.Redis)
@@ -147,5 +157,5 @@ async def test_credentials_in_the_url_reach_every_node(cluster: LocalRedisCluste
     whoami = await ready.acl_whoami(target_nodes=ready.ALL_NODES)
     assert len(whoami) == 6 and {str(name) for name in whoami.values()} == {"shop"}
     await ready.aclose()
-    with pytest.raises(redis.exceptions.RedisClusterException):
+    with pytest.raises(redis.ConnectionError, match="invalid username-password"):
         clients.stock_redis_at(f"redis+cluster://shop:wrong@{seeds}")
