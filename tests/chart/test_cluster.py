@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from flashsale.settings import parse_cluster_url
 from tests.chart.conftest import CHART, Helm, Render, Rendered, env_of, name, pod_spec
 
 SECRET = "shop-flashsale"
@@ -136,20 +137,10 @@ def test_a_url_marked_as_a_cluster_is_treated_as_one(helm: Helm) -> None:
             "FLASHSALE_HANDOFF must be publish",
         ),
         (
-            ("redis.external.url=redis+cluster://node-1", "broker.url=redis://broker:6379/0"),
-            "/redis/external/url",
-            "a Redis Cluster URL reads redis+cluster://",
-        ),
-        (
             (
                 "redis.external.url=rediss+cluster://node-1:6379/2",
                 "broker.url=redis://broker:6379/0",
             ),
-            "/redis/external/url",
-            "a Redis Cluster URL reads redis+cluster://",
-        ),
-        (
-            ("redis.external.url=redis+cluster://", "broker.url=redis://broker:6379/0"),
             "/redis/external/url",
             "a Redis Cluster URL reads redis+cluster://",
         ),
@@ -198,25 +189,58 @@ def test_the_schema_and_the_templates_refuse_what_cannot_work(
     assert sentence in unchecked.stderr, unchecked.stderr
 
 
+def platform_takes(url: str) -> bool:
+    try:
+        parse_cluster_url(url)
+    except ValueError:
+        return False
+    return True
+
+
 @pytest.mark.parametrize(
     "url",
     [
         "redis+cluster://node-1:6379",
+        "redis+cluster://node-1",  # the default port
         "redis+cluster://node-1:7000,node-2:7001,node-3:7002",
         "rediss+cluster://:p%40ss@clustercfg.shop.abc123.use1.cache.amazonaws.com:6379",
-        "rediss+cluster://default:s3cret@10.0.0.5:6379/?ssl_cert_reqs=required",
+        "rediss+cluster://default:s3cret@10.0.0.5:6379/",
+        "redis+cluster://:p@ss@node-1:6379/0",
         "redis+cluster://[fd00::1]:6379,[fd00::2]:6379",
-        "redis://redis.infra:6379/0",
-        "rediss://:s3cret@redis.infra:6380/3",
+        "redis+cluster://",
+        "redis+cluster://:6379",
+        "redis+cluster://node-1:6379/2",
+        "rediss+cluster://node-1:6379?ssl_cert_reqs=none",
+        "redis+cluster://node-1:6379#main",
+        "redis+cluster://node-1:0",
+        "redis+cluster://node-1:65536",
+        "redis+cluster://node-1:http",
     ],
 )
-def test_the_schema_and_the_templates_take_the_urls_of_the_contract(helm: Helm, url: str) -> None:
+def test_the_chart_takes_the_cluster_urls_the_platform_takes(helm: Helm, url: str) -> None:
+    """The schema's pattern and the templates' check agree with the platform's own reading
+    of a cluster URL (flashsale.settings.parse_cluster_url)."""
     sets = (f"redis.external.url={url}", "broker.url=redis://broker:6379/0")
+    expected = platform_takes(url)
     for skip_schema in (False, True):
         result = template(helm, *sets, skip_schema=skip_schema)
-        assert result.returncode == 0, result.stderr
-        data = Rendered(result.stdout).get("Secret", SECRET)["stringData"]
-        assert data["redis-url"] == url
+        assert (result.returncode == 0) is expected, (skip_schema, result.stderr)
+        if expected:
+            data = Rendered(result.stdout).get("Secret", SECRET)["stringData"]
+            assert data["redis-url"] == url
+        elif skip_schema:
+            assert "a Redis Cluster URL reads redis+cluster://" in result.stderr
+        else:
+            assert "'/redis/external/url'" in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize(
+    "url", ["redis://redis.infra:6379/0", "rediss://:s3cret@redis.infra:6380/3"]
+)
+def test_one_redis_is_still_named_by_a_plain_url(helm: Helm, url: str) -> None:
+    result = template(helm, f"redis.external.url={url}")
+    assert result.returncode == 0, result.stderr
+    assert "FLASHSALE_HANDOFF" not in result.stdout
 
 
 def test_notes_say_where_stock_and_the_broker_are(helm: Helm) -> None:

@@ -105,9 +105,9 @@ it does (it is skipped by --skip-schema-validation).
 */}}
 {{- define "flashsale.validate" -}}
 {{- $external := .Values.redis.external }}
-{{- $clusterUrl := `^rediss?\+cluster://([^@/?#\s]*@)?(\[[0-9A-Fa-f:.]+\]|[^@/?#:,\[\]\s]+):[0-9]{1,5}(,(\[[0-9A-Fa-f:.]+\]|[^@/?#:,\[\]\s]+):[0-9]{1,5})*(/0?)?(\?[^#\s]*)?$` }}
+{{- $clusterUrl := `^rediss?\+cluster://([^/?#\s]*@)?(\[[0-9A-Fa-f:.]+\]|[^@/?#:,\[\]\s]+)(:(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3}))?(,(\[[0-9A-Fa-f:.]+\]|[^@/?#:,\[\]\s]+)(:(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3}))?)*(/0?)?$` }}
 {{- if and (regexMatch "^rediss?\\+cluster:" $external.url) (not (regexMatch $clusterUrl $external.url)) }}
-{{- fail "redis.external.url: a Redis Cluster URL reads redis+cluster://[:password@]host:port[,host:port...] (rediss+cluster:// for TLS)" }}
+{{- fail "redis.external.url: a Redis Cluster URL reads redis+cluster://[[user]:password@]host[:port][,host[:port]...] (rediss+cluster:// for TLS), with database 0 only and no query options" }}
 {{- end }}
 {{- if and (not .Values.redis.enabled) $external.cluster $external.url (not $external.existingSecret) (not (regexMatch "^rediss?\\+cluster://" $external.url)) }}
 {{- fail "redis.external.cluster is true but redis.external.url is not a redis+cluster:// or rediss+cluster:// URL" }}
