@@ -14,9 +14,10 @@ no module picks timeouts of its own:
 The stock Redis is FLASHSALE_REDIS_URL: one Redis, or a Redis Cluster
 (`redis+cluster://h:p,h:p`, read by `settings.parse_cluster_url`), for which the same
 policy holds on every node (512 hot-path connections is 512 per node). The sync cluster
-client has no health checks of its own: it reconnects, and reloads the topology, when a
-command fails. The asyncio cluster client learns the topology on its first command, or
-in `async_stock_redis_ready`, which the API awaits before serving. The broker
+client reads the topology (which master serves which slot) as it is made, and has no
+health checks of its own: it reconnects, and reads the topology again, when a command
+fails. The asyncio cluster client reads it on its first command, or in
+`async_stock_redis_ready`, which the API awaits before serving. The broker
 (FLASHSALE_BROKER_URL) is always one plain Redis."""
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ import redis.cluster
 from sqlalchemy.orm import Session, sessionmaker
 
 from flashsale.db.engine import session_factory
-from flashsale.settings import Settings, is_cluster_url, parse_cluster_url
+from flashsale.settings import ClusterAddress, Settings, is_cluster_url, parse_cluster_url
 from flashsale.stock import AsyncStock, Publish, Stock
 
 StockRedis: TypeAlias = redis.Redis | redis.cluster.RedisCluster
@@ -66,10 +67,11 @@ def _policy(role: Role, settings: Settings | None) -> dict[str, Any]:
     return {"socket_timeout": 5, "socket_connect_timeout": 2, "health_check_interval": 15}
 
 
-def _cluster_options(url: str, role: Role, settings: Settings | None) -> dict[str, Any]:
-    """What both cluster clients are built with: the seeds, credentials and TLS of `url`
-    and the policy of `role`, per node."""
-    address = parse_cluster_url(url)
+def _cluster_options(
+    address: ClusterAddress, role: Role, settings: Settings | None
+) -> dict[str, Any]:
+    """What both cluster clients are built with besides the seeds: the credentials and TLS
+    of the URL, and the policy of `role`, per node."""
     return {
         "username": address.username,
         "password": address.password,
@@ -90,11 +92,12 @@ def _reaching_cluster() -> Iterator[None]:
 
 def _sync_cluster(url: str, role: Role, settings: Settings | None) -> redis.cluster.RedisCluster:
     """The sync client reads the topology as it is made, so this talks to the cluster."""
-    options = _cluster_options(url, role, settings)
+    address = parse_cluster_url(url)
+    options = _cluster_options(address, role, settings)
     options.pop("health_check_interval", None)  # not a sync cluster option (see above)
     nodes = [
         redis.cluster.ClusterNode(h, p)  # type: ignore[no-untyped-call]  # redis-py leaves it bare
-        for h, p in parse_cluster_url(url).nodes
+        for h, p in address.nodes
     ]
     with _reaching_cluster():
         return redis.cluster.RedisCluster(startup_nodes=nodes, **options)
@@ -103,9 +106,10 @@ def _sync_cluster(url: str, role: Role, settings: Settings | None) -> redis.clus
 def _async_cluster(
     url: str, role: Role, settings: Settings | None
 ) -> redis.asyncio.cluster.RedisCluster:
-    nodes = [redis.asyncio.cluster.ClusterNode(h, p) for h, p in parse_cluster_url(url).nodes]
+    address = parse_cluster_url(url)
+    nodes = [redis.asyncio.cluster.ClusterNode(h, p) for h, p in address.nodes]
     return redis.asyncio.cluster.RedisCluster(
-        startup_nodes=nodes, **_cluster_options(url, role, settings)
+        startup_nodes=nodes, **_cluster_options(address, role, settings)
     )
 
 
