@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from flashsale.settings import parse_cluster_url
+from flashsale.settings import Settings, parse_cluster_url
 from tests.chart.conftest import CHART, Helm, Render, Rendered, env_of, name, pod_spec
 
 SECRET = "shop-flashsale"
@@ -49,6 +49,36 @@ def test_every_component_gets_the_cluster_the_broker_and_the_publish_handoff(
     assert env["FLASHSALE_REDIS_URL"] == (SECRET, "redis-url")
     assert env["FLASHSALE_BROKER_URL"] == (SECRET, "broker-url")
     assert env["FLASHSALE_HANDOFF"] == "publish"
+
+
+@pytest.mark.parametrize(
+    ("values", "their_secrets"),
+    [
+        ("cluster-values.yaml", {("shop-database", "url"): "postgresql://pg/shop"}),
+        (
+            "cluster-bundled-broker-values.yaml",
+            {("shop-redis-cluster", "url"): "rediss+cluster://:pw@cfg.redis.infra:6379"},
+        ),
+    ],
+)
+def test_the_platform_starts_with_what_the_chart_renders(
+    render: Render, values: str, their_secrets: dict[tuple[str, str], str]
+) -> None:
+    """Each component's environment, its Secret references resolved, passes the platform's
+    own check of a Redis Cluster configuration (broker set, handoff publish)."""
+    rendered = render(values)
+    ours = rendered.get("Secret", SECRET)["stringData"]
+    for kind, component in COMPONENTS:
+        given: dict[str, Any] = {}
+        for variable, value in flashsale_env(rendered, kind, component).items():
+            if isinstance(value, tuple):
+                value = ours[value[1]] if value[0] == SECRET else their_secrets.get(value, "")
+            given[variable.removeprefix("FLASHSALE_").lower()] = value
+        settings = Settings(**{k: v for k, v in given.items() if k in Settings.model_fields})
+        assert settings.redis_cluster, component
+        settings.check_redis()
+        assert settings.script_handoff is False
+        assert settings.require_broker_url() == settings.broker_url != settings.redis_url
 
 
 def test_the_urls_are_kept_in_the_releases_secret(render: Render) -> None:
