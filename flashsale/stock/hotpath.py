@@ -49,7 +49,9 @@ from flashsale.stock.wire import (
     Encoded,
     Route,
     node_of,
+    pack,
     pack_call,
+    send_by_segment,
     send_single,
     send_to_node,
     timeout_of,
@@ -64,7 +66,8 @@ MAX_RESENDS = 4
 BORROW_ROUNDS = 4
 # Loans tried from what earlier answers showed before reading every segment afresh.
 CACHED_TRIES = 2
-MAX_LENDS_IN_FLIGHT = 16
+# Loans, their settling and reads of the levels, in flight at once (each one connection).
+MAX_SIDE_CALLS = 16
 REFRESH_EVERY = 1.0  # seconds between slot-map refreshes after a failed node
 # Accepted order ids of one call, handed on by the caller (the 'publish' handoff).
 Publish = Callable[[str, list[str]], Awaitable[None]]
@@ -133,10 +136,11 @@ class AsyncStock:
         self._flushes = 0
         self._scheduled = False
         self._refreshed_at = 0.0
+        self._answered_at = 0.0  # when the last reserve answers arrived
         # sale -> (when it started, the read of every segment's units): a crowd short of
         # units at the same moment shares one read.
         self._reads: dict[str, tuple[float, asyncio.Future[dict[int, int]]]] = {}
-        self._lending = asyncio.Semaphore(MAX_LENDS_IN_FLIGHT)
+        self._side_calls = asyncio.Semaphore(MAX_SIDE_CALLS)
         self._to_settle: dict[str, list[str]] = {}  # lender segment -> credited loan ids
 
     async def reserve(
@@ -202,12 +206,14 @@ class AsyncStock:
         """Loans covering `need` units for segment `index`, richest segments first, as far
         as units are found; and the home segment's units when they were read afresh."""
         names = segment_names(sale, count)
-        since = time.monotonic()
-        levels = {k: self._levels.get(name, 0) for k, name in enumerate(names)}
+        since = self._answered_at  # at or after the home segment found itself short
         tried, fresh, home_level = {index}, False, 0
         loans: list[Loan] = []
         cached_tries = 0
         while need > 0:
+            # What every answer, loan and read of this process showed last, shared by all
+            # its borrowers: one that finds a segment empty spares the others the call.
+            levels = [self._levels.get(name, 0) for name in names]
             candidates = sorted(
                 (k for k in range(count) if k not in tried and levels[k] > 0),
                 key=lambda k: -levels[k],
@@ -215,15 +221,15 @@ class AsyncStock:
             if not candidates or (not fresh and cached_tries >= CACHED_TRIES):
                 if fresh:
                     break
-                levels = await self._read_levels(sale, names, since)
-                fresh, tried, home_level = True, {index}, levels[index]
+                home_level = (await self._read_levels(sale, names, since))[index]
+                fresh, tried = True, {index}
                 if home_level >= need and not loans:
                     break  # units came back home meanwhile: decide again there
                 continue
             lender = candidates[0]
             tried.add(lender)
             cached_tries += 0 if fresh else 1
-            loan, levels[lender] = await self._lend(sale, lender, index, need)
+            loan = await self._lend(sale, lender, index, need)
             if loan is not None:
                 loans.append(loan)
                 need -= loan.units
@@ -241,29 +247,29 @@ class AsyncStock:
         return dict(await asyncio.shield(shared[1]))
 
     async def _read(self, names: list[str]) -> dict[int, int]:
-        """Units for sale in every segment, in one pipeline (one write per master)."""
-        pipe = self._client.pipeline(transaction=False)
-        for name in names:
-            pipe.get(SaleKeys(name).stock)
-        replies = await pipe.execute()
+        """Units for sale in every segment, one write per master."""
+        async with self._side_calls:
+            replies = await send_by_segment(
+                self._client, [(name, pack("GET", SaleKeys(name).stock)) for name in names]
+            )
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
         for name, left in zip(names, replies, strict=True):
             self._levels[name] = int(left or 0)
         return {k: int(left or 0) for k, left in enumerate(replies)}
 
-    async def _lend(
-        self, sale: str, lender: int, borrower: int, units: int
-    ) -> tuple[Loan | None, int]:
+    async def _lend(self, sale: str, lender: int, borrower: int, units: int) -> Loan | None:
         name = segment_name(sale, lender)
         k = SaleKeys(name)
         loan_id = uuid.uuid4().hex
-        async with self._lending:
-            deadline = self._deadline(self._node_name(name))
-            lent, left, now = await self._scripts.lend(
-                keys=[k.meta, k.stock, k.loans], args=[loan_id, borrower, units, deadline]
-            )
+        deadline = self._deadline(self._node_name(name))
+        lent, left, now = await self._script_call(
+            "lend", name, [k.meta, k.stock, k.loans], [loan_id, borrower, units, deadline]
+        )
         self._learn_clock(self._node_name(name), int(now))
         self._levels[name] = int(left)
-        return (Loan(loan_id, name, int(lent)) if int(lent) else None), int(left)
+        return Loan(loan_id, name, int(lent)) if int(lent) else None
 
     def _settle_soon(self, loans: list[Loan]) -> None:
         """Settle credited loans in the background, those of one moment together."""
@@ -277,11 +283,33 @@ class AsyncStock:
         await asyncio.sleep(0)  # gather the loans of this moment
         batch, self._to_settle = self._to_settle, {}
         try:
-            async with self._lending:
-                for lender, ids in batch.items():
-                    await self._scripts.settle(keys=[SaleKeys(lender).loans], args=ids)
+            for lender, ids in batch.items():
+                await self._script_call("settle", lender, [SaleKeys(lender).loans], ids)
         except redis.RedisError as exc:  # the sweep settles what is left
             log.info("loans left for the sweep to settle: %r", exc)
+
+    async def _script_call(self, name: str, segment: str, keys: list[str], args: list[Any]) -> Any:
+        """One call of a script beside the reserve calls, on the raw wire as they are, at
+        most MAX_SIDE_CALLS at once; sent again only when the server refused it (it did
+        not run): after loading the script, or learning the slot's new master."""
+        script = getattr(self._scripts, name)
+        packed = pack("EVALSHA", script.sha, len(keys), *keys, *args)
+        for attempt in range(2):
+            async with self._side_calls:
+                (reply,) = await send_by_segment(self._client, [(segment, packed)])
+            if isinstance(reply, NoScriptError) and not attempt:
+                await self._client.script_load(script.script)
+            elif (
+                isinstance(reply, MovedError)
+                and not attempt
+                and isinstance(self._client, RedisCluster)
+            ):
+                await self._client.nodes_manager.move_slot(reply)
+            elif isinstance(reply, Exception):
+                raise reply
+            else:
+                return reply
+        raise Unavailable(f"Redis kept refusing {name}.lua")
 
     def _background(self, work: Awaitable[Any]) -> None:
         task = asyncio.ensure_future(work)
@@ -321,6 +349,7 @@ class AsyncStock:
             for call in calls:
                 call.fail(redis.ConnectionError("the reservation call was cancelled"))
             raise
+        self._answered_at = time.monotonic()
         again: list[_Call] = []
         answered: list[tuple[_Call, list[ReserveResult]]] = []
         for call, reply in zip(calls, replies, strict=True):
@@ -367,6 +396,7 @@ class AsyncStock:
 
     async def _follow(self, call: _Call, refusal: Exception) -> None:
         """Learn where the call goes next from a node's refusal."""
+        log.debug("reservation call for %s refused: %r", call.segment, refusal)
         if isinstance(refusal, MovedError) and isinstance(self._client, RedisCluster):
             await self._client.nodes_manager.move_slot(refusal)
             call.route = Route()
@@ -424,6 +454,7 @@ class AsyncStock:
             if isinstance(result, BaseException) and not isinstance(result, Exception):
                 raise result
             if isinstance(result, Exception):
+                log.debug("reservation calls to %s failed: %r", route.node, result)
                 self._refresh_slots()  # the node may be gone: learn who serves its slots
                 failed = (
                     result if isinstance(result, redis.RedisError) else Unavailable(str(result))

@@ -131,6 +131,34 @@ def node_of(client: RedisCluster, segment: str) -> ClusterNode:
     return client.nodes_manager.get_node_from_slot(client.keyslot(SaleKeys(segment).meta))
 
 
+def pack(*parts: Any) -> bytes:
+    """One command in RESP."""
+    return b"*%d\r\n" % len(parts) + b"".join(map(bulk, parts))
+
+
+async def send_by_segment(client: AnyRedis, items: Sequence[tuple[str, bytes]]) -> list[Any]:
+    """Each packed command to the server of its segment, one write per server; the
+    replies in order, a command's own error reply as its reply."""
+    if not isinstance(client, RedisCluster):
+        return await send_single(client, [packed for _, packed in items])
+    groups: dict[str, list[int]] = {}
+    for i, (segment, _) in enumerate(items):
+        groups.setdefault(node_of(client, segment).name, []).append(i)
+    nodes = [client.nodes_manager.get_node(node_name=name) for name in groups]
+    sent = await asyncio.gather(
+        *(
+            send_to_node(node, [items[i][1] for i in idx], False)
+            for node, idx in zip(nodes, groups.values(), strict=True)
+            if node is not None
+        )
+    )
+    replies: list[Any] = [None] * len(items)
+    for idx, answers in zip(groups.values(), sent, strict=True):
+        for i, reply in zip(idx, answers, strict=True):
+            replies[i] = reply
+    return replies
+
+
 async def send_single(client: redis.asyncio.Redis, packed: Sequence[bytes]) -> list[Any]:
     pool = client.connection_pool
     conn = await pool.get_connection()  # type: ignore[no-untyped-call]  # untyped upstream
