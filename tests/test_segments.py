@@ -21,7 +21,8 @@ def new_id() -> str:
 
 def users_homed(count: int, segments: int, where: int, prefix: str = "u") -> list[str]:
     """`count` user ids whose home segment is `where`."""
-    found, i = [], 0
+    found: list[str] = []
+    i = 0
     while len(found) < count:
         user = f"{prefix}{i}"
         if home(user, segments) == where:
