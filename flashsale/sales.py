@@ -19,6 +19,10 @@ from flashsale.spec import SaleSpec, epoch_ms, is_valid_sale_name
 from flashsale.stock import SaleLimits, SoldInSql, Stock, StockLoadError
 from flashsale.timefmt import rfc3339
 
+# The longest a reserve call may wait for Redis (the API's hot-path socket timeout, or the
+# batch timeout without one): a call sent before a hold is past its deadline after this.
+HOT_PATH_DEADLINE_SECONDS = 5.0
+
 
 class InvalidSale(ValueError):
     """The sale's name or spec cannot be applied; the message says why."""
@@ -51,6 +55,14 @@ def apply_sale(sessions: sessionmaker[Session], stock: Stock, name: str, spec: S
         raise InvalidSale(
             f"sale name {name!r} must be a lowercase DNS-1123 name (a-z, 0-9, '-', '.')"
         )
+    if stock.has_sale(name) and stock.segments(name) != spec.segments:
+        return reload_from_sql(sessions, stock, name, spec)
+    return _apply(sessions, stock, name, spec)
+
+
+def _apply(
+    sessions: sessionmaker[Session], stock: Stock, name: str, spec: SaleSpec, afresh: bool = False
+) -> int:
     values: dict[str, Any] = {
         "name": name,
         "sku": spec.sku,
@@ -77,9 +89,11 @@ def apply_sale(sessions: sessionmaker[Session], stock: Stock, name: str, spec: S
             )
         )
         sold = SoldInSql()
-        if live is not None and not stock.has_sale(name):
+        if live is not None and (afresh or not stock.has_sale(name)):
             sold = sold_in_sql(session, name, live)
         try:
+            if afresh:
+                return stock.load_afresh(name, limits_of(spec), sold)
             return stock.load(name, limits_of(spec), sold)
         except StockLoadError as exc:
             raise InvalidSale(str(exc)) from exc
@@ -110,10 +124,7 @@ def rebuild_sale(
     sessions: sessionmaker[Session], stock: Stock, name: str, drain_seconds: float = 60.0
 ) -> int:
     """Rebuild a sale's Redis state from SQL, for a Redis that lost writes (a failover, a
-    restart from an old snapshot). Returns the units for sale afterwards.
-
-    The sale stops taking reservations, what is in flight reaches SQL, its keys go, and it
-    is loaded again from the spec and orders in SQL. Idempotency keys are forgotten."""
+    restart from an old snapshot). Returns the units for sale afterwards."""
     with sessions() as session:
         sale = session.get(Sale, name)
         if sale is None:
@@ -125,17 +136,40 @@ def rebuild_sale(
             f"sale {name!r}: {waiting} reservations are on their way to "
             "SQL; let the workers (and `flashsale sweep`) catch up, then rebuild"
         )
-    stock.close_sale(name)
-    deadline = time.monotonic() + drain_seconds
-    while stock.outbox_size(name):  # accepted just before the close
+    return reload_from_sql(sessions, stock, name, spec, drain_seconds)
+
+
+def reload_from_sql(
+    sessions: sessionmaker[Session],
+    stock: Stock,
+    name: str,
+    spec: SaleSpec,
+    drain_seconds: float = 60.0,
+    quiet_seconds: float = HOT_PATH_DEADLINE_SECONDS,
+) -> int:
+    """Load a sale into Redis afresh from `spec` and the orders in SQL: how a sale is
+    respread over another number of segments, and rebuilt after Redis lost writes.
+    Returns the units for sale afterwards.
+
+    The sale is held (purchases answered "try again", 503), what is in flight reaches SQL,
+    reserve calls sent before the hold are past their deadlines, its keys go, and every
+    segment is loaded from SQL's figures in a new epoch. Each step can be repeated: a
+    respread cut short (the process killed) leaves the sale held, and running it again
+    finishes it; no unit is lost or doubled, since SQL's figures are the truth at rest.
+    Idempotency keys and rate buckets are forgotten."""
+    held_at = time.monotonic()
+    stock.hold(name)
+    deadline = held_at + drain_seconds
+    while stock.outbox_size(name) or time.monotonic() < held_at + quiet_seconds:
         if time.monotonic() > deadline:
             raise InvalidSale(
-                f"sale {name!r} is closed but reservations are still in flight after "
-                f"{drain_seconds:.0f}s; run the workers and `flashsale sweep`, then rebuild"
+                f"sale {name!r} is held but reservations are still in flight after "
+                f"{drain_seconds:.0f}s; run the workers and `flashsale sweep`, then apply "
+                "again (purchases wait meanwhile)"
             )
         time.sleep(0.1)
-    stock.remove_sale(name)
-    return apply_sale(sessions, stock, name, spec)
+    stock.remove_sale(name, keep_meta=True)
+    return _apply(sessions, stock, name, spec, afresh=True)
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,14 +20,17 @@
 -- ARGV[9]  payment timeout, seconds
 -- ARGV[10] number of segments of the sale
 -- ARGV[11] index of this segment
--- ARGV[12] units already in live orders in SQL of this segment's shoppers (0 for a new sale)
--- ARGV[13] n: how many (user, units) pairs follow, then n pairs: live orders per user,
+-- ARGV[12] "1" to load the segment afresh whatever Redis holds (a respread, which removed
+--          the sale's other keys first), else "0"
+-- ARGV[13] the sale's epoch: how many times it was respread
+-- ARGV[14] units already in live orders in SQL of this segment's shoppers (0 for a new sale)
+-- ARGV[15] n: how many (user, units) pairs follow, then n pairs: live orders per user,
 --          then the ids of expired orders whose units SQL has not yet seen returned
 --
 -- A higher total adds the difference to the stock, once: loading the same total again
 -- changes nothing. A lower total takes units away only while enough are unsold.
--- ARGV[12] and beyond are used only when Redis has no such sale (a new sale, or one
--- Redis lost): its state is then rebuilt from SQL, so units in live orders stay sold,
+-- ARGV[14] and beyond are used only when Redis has no such sale (a new sale, one Redis
+-- lost, or a respread, ARGV[12]): its state is then rebuilt from SQL, so units in live orders stay sold,
 -- users keep their per-user count, and expired orders already counted as unsold are
 -- marked returned (the reaper must not return them a second time).
 --
@@ -40,19 +43,21 @@ local total = tonumber(ARGV[1])
 
 local loaded = tonumber(redis.call("HGET", meta_key, "total"))
 local remaining = tonumber(redis.call("GET", stock_key) or "0")
-if not loaded then
-  local live = tonumber(ARGV[12] or "0")
+if not loaded or ARGV[12] == "1" then
+  local live = tonumber(ARGV[14] or "0")
   if total < live then
     return {"below_sold", live, 0}
   end
   remaining = total - live
   redis.call("SET", stock_key, remaining)
-  redis.call("HSET", meta_key, "inflight", 0, "live", live, "closed", 0)
-  local pairs = tonumber(ARGV[13] or "0")
-  for i = 14, 13 + 2 * pairs, 2 do
+  redis.call("HSET", meta_key, "inflight", 0, "live", live, "closed", 0, "moving", 0,
+    "moved", 0, "epoch", ARGV[13])
+  redis.call("DEL", held_key)
+  local pairs = tonumber(ARGV[15] or "0")
+  for i = 16, 15 + 2 * pairs, 2 do
     redis.call("HSET", held_key, ARGV[i], ARGV[i + 1])
   end
-  for i = 14 + 2 * pairs, #ARGV do
+  for i = 16 + 2 * pairs, #ARGV do
     redis.call("SADD", restored_key, ARGV[i])
   end
 else

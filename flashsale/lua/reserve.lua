@@ -9,7 +9,8 @@
 -- KEYS[1]     fs:{seg}:meta        hash: starts, ends (epoch ms, 0 = open), paused, closed,
 --                                  limit, rate, burst, timeout (s), inflight, live,
 --                                  segments (count, absent = 1), segment (this one's index),
---                                  moved (units received minus units lent)
+--                                  moved (units received minus units lent), moving ("1"
+--                                  while the sale is respread), epoch (respreads so far)
 -- KEYS[2]     fs:{seg}:stock       integer: units still for sale in this segment
 -- KEYS[3]     fs:{seg}:held        hash: user -> units held in live orders
 -- KEYS[4]     fs:{seg}:outbox      zset: order id -> reserved_at (ms), until a worker persists it
@@ -25,7 +26,9 @@
 --             comma-separated), tail; one message for all purchases this call admits
 -- ARGV[3]     deadline (epoch ms, Redis clock), or "0" for none: a call that reaches Redis
 --             after it decides nothing, since the caller has given up on its answer
--- ARGV[4]     loans to credit first: "<loan id>:<units>" joined by ",", or ""
+-- ARGV[4]     loans to credit first: "<loan id>:<units>:<epoch>" joined by ",", or "";
+--             a loan of an earlier epoch (lent before a respread) is not credited, since
+--             the respread counted its units afresh
 -- and for the i-th purchase, with a = 4 + 4 * (i - 1):
 -- ARGV[a+1]   user id
 -- ARGV[a+2]   quantity (positive integer)
@@ -41,6 +44,7 @@
 --                              decided (no token spent); the caller borrows and asks again
 --   {"moved"}                  this segment is not the shopper's home: nothing was decided
 --   {"late"}                   past the deadline: nothing was decided (no loan credited)
+--   {"moving"}                 the sale is being respread: nothing was decided
 -- followed by three more elements: Redis's clock (epoch ms), which the caller uses to set
 -- the deadlines of its next calls; the units left in this segment; the sale's number of
 -- segments.
@@ -76,17 +80,21 @@ if deadline > 0 and now > deadline then
 end
 local m = redis.call("HMGET", meta_key,
   "starts", "ends", "paused", "closed", "limit", "rate", "burst", "timeout",
-  "segments", "segment")
+  "segments", "segment", "moving", "epoch")
 if not m[5] then
   return all({"unknown_sale"})
 end
+if m[11] == "1" then
+  return all({"moving"})
+end
 segments, segment = tonumber(m[9] or "1"), tonumber(m[10] or "0")
+local epoch = m[12] or "0"
 
 -- Borrowed units join this segment's stock, each loan once however often it is presented.
 if loans ~= "" then
   local credited = 0
-  for loan_id, units in string.gmatch(loans, "([^:,]+):(%d+)") do
-    if redis.call("ZADD", received_key, "NX", now, loan_id) == 1 then
+  for loan_id, units, lent_in in string.gmatch(loans, "([^:,]+):(%d+):(%d+)") do
+    if lent_in == epoch and redis.call("ZADD", received_key, "NX", now, loan_id) == 1 then
       credited = credited + tonumber(units)
     end
   end

@@ -3,7 +3,7 @@
 -- Called only after the borrower's reserve.lua call (or the sweep's) has credited each
 -- loan: from then on its units are in the borrowing segment's stock.
 --
--- KEYS[1]  fs:{seg}:loans  hash of the lending segment: loan id -> "<to>|<units>|<lent at>"
+-- KEYS[1]  fs:{seg}:loans  hash of the lending segment: loan id -> "<to>|<units>|<lent at>|<epoch>"
 --
 -- ARGV[i]  the i-th loan id
 --

@@ -31,6 +31,7 @@ class Outcome(StrEnum):
     # Between the stock layer and its callers only, never an answer of the API:
     SHORT = "short"  # the shopper's segment lacks the units: borrow, then ask again
     MOVED = "moved"  # sent to a segment that is not the shopper's home: nothing was decided
+    MOVING = "moving"  # the sale is being respread: nothing was decided, try again soon
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,10 +129,11 @@ class Loan:
     loan_id: str
     lender: str  # segment name
     units: int
+    epoch: int = 0  # the sale's respreads when it was lent: a later epoch credits nothing
 
     @property
     def credit(self) -> str:
-        return f"{self.loan_id}:{self.units}"
+        return f"{self.loan_id}:{self.units}:{self.epoch}"
 
 
 def reserve_call(

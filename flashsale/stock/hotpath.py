@@ -159,6 +159,8 @@ class AsyncStock:
                 break
         else:
             raise Unavailable(f"the segments of sale {sale} are changing")
+        if result.outcome is Outcome.MOVING:
+            raise Unavailable(f"sale {sale} is being respread")
         if result.outcome is Outcome.SHORT:
             return await self._borrow_then_decide(sale, index, purchase)
         return result
@@ -192,15 +194,13 @@ class AsyncStock:
             result = await self._decide(segment_name(sale, index), purchase, loans)
             if loans and result.outcome not in (Outcome.LATE, Outcome.UNKNOWN_SALE):
                 self._settle_soon(loans)  # credited: the loans are done
+            if result.outcome in (Outcome.MOVED, Outcome.MOVING):
+                raise Unavailable(f"the segments of sale {sale} are changing")
             if result.outcome is not Outcome.SHORT:
-                return result if result.outcome is not Outcome.MOVED else self._moved(sale)
+                return result
         # Other shoppers keep taking the units this purchase borrows: there are units, so
         # not sold out, but none could be had just now.
         raise Unavailable(f"units of sale {sale} are moving between segments")
-
-    @staticmethod
-    def _moved(sale: str) -> ReserveResult:
-        raise Unavailable(f"the segments of sale {sale} are changing")
 
     async def _borrow(self, sale: str, count: int, index: int, need: int) -> tuple[list[Loan], int]:
         """Loans covering `need` units for segment `index`, richest segments first, as far
@@ -247,29 +247,35 @@ class AsyncStock:
         return dict(await asyncio.shield(shared[1]))
 
     async def _read(self, names: list[str]) -> dict[int, int]:
-        """Units for sale in every segment, one write per master."""
+        """Units for sale in every segment, one write per master; none while the sale is
+        respread (its units are counted afresh then, and none may be called sold out)."""
+        reads = [(names[0], pack("HGET", SaleKeys(names[0]).meta, "moving"))]
+        reads += [(name, pack("GET", SaleKeys(name).stock)) for name in names]
         async with self._side_calls:
-            replies = await send_by_segment(
-                self._client, [(name, pack("GET", SaleKeys(name).stock)) for name in names]
-            )
+            replies = await send_by_segment(self._client, reads)
         for reply in replies:
             if isinstance(reply, Exception):
                 raise reply
-        for name, left in zip(names, replies, strict=True):
+        moving, levels = replies[0], replies[1:]
+        if moving == b"1":
+            raise Unavailable(f"sale {sale_of(names[0])} is being respread")
+        for name, left in zip(names, levels, strict=True):
             self._levels[name] = int(left or 0)
-        return {k: int(left or 0) for k, left in enumerate(replies)}
+        return {k: int(left or 0) for k, left in enumerate(levels)}
 
     async def _lend(self, sale: str, lender: int, borrower: int, units: int) -> Loan | None:
         name = segment_name(sale, lender)
         k = SaleKeys(name)
         loan_id = uuid.uuid4().hex
         deadline = self._deadline(self._node_name(name))
-        lent, left, now = await self._script_call(
+        lent, left, now, epoch = await self._script_call(
             "lend", name, [k.meta, k.stock, k.loans], [loan_id, borrower, units, deadline]
         )
+        if int(lent) < 0:
+            raise Unavailable(f"sale {sale} is being respread")
         self._learn_clock(self._node_name(name), int(now))
         self._levels[name] = int(left)
-        return Loan(loan_id, name, int(lent)) if int(lent) else None
+        return Loan(loan_id, name, int(lent), int(epoch)) if int(lent) else None
 
     def _settle_soon(self, loans: list[Loan]) -> None:
         """Settle credited loans in the background, those of one moment together."""

@@ -59,3 +59,9 @@ class SaleKeys:
     def pattern(self) -> str:
         """Glob matching every key of this sale (for clean-up)."""
         return self.prefix + "*"
+
+
+def other_segments_pattern(sale: str) -> str:
+    """Glob matching every key of the sale's segments but the first (flashsale/stock/
+    segments.py names them `<sale>/<k>`)."""
+    return f"fs:{{{sale}/*"

@@ -34,6 +34,7 @@ class SaleInRedis:
     closed: bool
     now_ms: int
     segments: int = 1
+    moving: bool = False  # being respread: purchases wait until it is loaded afresh
 
     @property
     def exists(self) -> bool:
@@ -55,11 +56,11 @@ def _ms(secs: Any, micros: Any) -> int:
 
 def loans_of(sale: str, loans: Mapping[bytes, bytes]) -> list[tuple[str, str, int]]:
     """(borrowing segment, loan id, units) of a segment's open loans, from its loans hash
-    ("<to>|<units>|<lent at>"). A loan counts as for sale until its borrower credited it
+    ("<to>|<units>|<lent at>|<epoch>"). A loan counts as for sale until its borrower credited it
     (reserve.lua records the receipt); from then on the borrower's stock holds its units."""
     found = []
     for loan_id, value in loans.items():
-        to, units, _ = value.split(b"|")
+        to, units, _, _ = value.split(b"|")
         found.append((segment_name(sale, int(to)), text_of(loan_id), int(units)))
     return found
 
@@ -140,16 +141,16 @@ class SaleReads:
         names = self.segment_names(sale)
         total: int | None = None
         remaining = inflight = live = outbox = 0
-        closed = False
+        closed = moving = False
         travelling: list[tuple[str, str, int]] = []
         for name in names:
             keys = SaleKeys(name)
             pipe = self._client.pipeline(transaction=True)
-            pipe.hmget(keys.meta, "total", "inflight", "live", "closed")
+            pipe.hmget(keys.meta, "total", "inflight", "live", "closed", "moving")
             pipe.get(keys.stock)
             pipe.zcard(keys.outbox)
             pipe.hgetall(keys.loans)
-            (t, i, v, c), r, o, loans = pipe.execute()
+            (t, i, v, c, m), r, o, loans = pipe.execute()
             if t is not None:
                 total = (total or 0) + int(t)
             remaining += int(r or 0)
@@ -158,8 +159,11 @@ class SaleReads:
             live += int(v or 0)
             outbox += int(o)
             closed = closed or c == b"1"
+            moving = moving or m == b"1"
         remaining += self._uncredited(travelling)
-        return SaleInRedis(total, remaining, inflight, live, outbox, closed, now_ms, len(names))
+        return SaleInRedis(
+            total, remaining, inflight, live, outbox, closed, now_ms, len(names), moving
+        )
 
     def backlogs(self, sales: Iterable[str]) -> dict[str, Backlog]:
         """Remaining stock, outbox size and the oldest entry's age of each sale (for the
@@ -237,9 +241,9 @@ class SaleReads:
             if len(page) < PAGE:
                 return found
 
-    def open_loans(self, sale: str) -> list[tuple[str, str, int, int, int]]:
-        """(lender segment, loan id, borrower index, units, lent at ms) of every loan not
-        yet settled."""
+    def open_loans(self, sale: str) -> list[tuple[str, str, int, int, int, int]]:
+        """(lender segment, loan id, borrower index, units, lent at ms, epoch) of every loan
+        not yet settled."""
         names = self.segment_names(sale)
         pipe = self._client.pipeline(transaction=False)
         for name in names:
@@ -247,6 +251,6 @@ class SaleReads:
         found = []
         for name, loans in zip(names, pipe.execute(), strict=True):
             for loan_id, value in loans.items():
-                to, units, at = value.split(b"|")
-                found.append((name, text_of(loan_id), int(to), int(units), int(at)))
+                to, units, at, epoch = value.split(b"|")
+                found.append((name, text_of(loan_id), int(to), int(units), int(at), int(epoch)))
         return found

@@ -26,7 +26,7 @@ from flashsale.stock.calls import (
     reserve_call,
     text_of,
 )
-from flashsale.stock.keys import SaleKeys
+from flashsale.stock.keys import SaleKeys, other_segments_pattern
 from flashsale.stock.reads import SaleReads, SyncRedis
 from flashsale.stock.scripts import Scripts
 from flashsale.stock.segments import home, segment_name, segment_names, split
@@ -115,7 +115,7 @@ class Stock(SaleReads):
         if current != limits.segments:
             raise StockLoadError(
                 f"sale {sale!r} is spread over {current} segments in Redis, not "
-                f"{limits.segments}: respread it (`flashsale sale respread`)"
+                f"{limits.segments}: it must be respread (flashsale/sales.py)"
             )
         if loaded[0] is None:
             targets, live, held = self._new_sale(limits, sold)
@@ -127,8 +127,26 @@ class Stock(SaleReads):
             )
         remaining = 0
         for k, name in enumerate(names):
-            remaining += self._load_segment(name, k, limits, targets[k], live, held, sold)
+            remaining += self._load_segment(name, k, limits, targets[k], live, held, sold, False)
         return remaining
+
+    def hold(self, sale: str) -> Closed:
+        """Stop deciding purchases of every segment until `load_afresh` (answered "try
+        again", never refused); tells what is still on its way to SQL."""
+        return self._flag(sale, "moving")
+
+    def load_afresh(self, sale: str, limits: SaleLimits, sold: SoldInSql) -> int:
+        """Load a held sale again from SQL's figures, over `limits.segments` segments, in a
+        new epoch (loans of the old one credit nothing); every key but the first segment's
+        meta must be gone (`remove_sale(keep_meta=True)`). The first segment goes last:
+        until its meta names the new layout, a re-run starts over."""
+        epoch = int(self._client.hget(SaleKeys(sale).meta, "epoch") or 0) + 1
+        targets, live, held = self._new_sale(limits, sold)
+        names = segment_names(sale, limits.segments)
+        return sum(
+            self._load_segment(names[k], k, limits, targets[k], live, held, sold, True, epoch)
+            for k in reversed(range(limits.segments))
+        )
 
     def _new_sale(
         self, limits: SaleLimits, sold: SoldInSql
@@ -179,6 +197,8 @@ class Stock(SaleReads):
         live: list[int] | None,
         held: list[list[tuple[str, int]]] | None,
         sold: SoldInSql,
+        fresh: bool,
+        epoch: int = 0,
     ) -> int:
         k = SaleKeys(name)
         pairs = held[index] if held else []
@@ -196,6 +216,8 @@ class Stock(SaleReads):
                 limits.payment_timeout_seconds,
                 limits.segments,
                 index,
+                "1" if fresh else "0",
+                epoch,
                 live[index] if live else 0,
                 len(pairs),
                 *(part for pair in pairs for part in pair),
@@ -265,20 +287,27 @@ class Stock(SaleReads):
 
     def close_sale(self, sale: str) -> Closed:
         """No reservation is accepted after this returns; tells what is still in flight."""
+        return self._flag(sale, "closed")
+
+    def _flag(self, sale: str, flag: str) -> Closed:
         existed, waiting = False, 0
         for name in self.segment_names(sale):
             keys = SaleKeys(name)
-            was, left = self._scripts.close(keys=[keys.meta, keys.outbox])
+            was, left = self._scripts.close(keys=[keys.meta, keys.outbox], args=[flag])
             existed, waiting = existed or bool(int(was)), waiting + int(left)
         return Closed(existed=existed, waiting=waiting)
 
-    def remove_sale(self, sale: str) -> int:
+    def remove_sale(self, sale: str, keep_meta: bool = False) -> int:
         """Unlink every key of every segment of the sale (SCAN + UNLINK in batches, so a
-        big sale never blocks Redis); returns how many were removed. Orders stay in SQL."""
+        big sale never blocks Redis), but the first segment's meta when `keep_meta` (it
+        keeps a held sale held); returns how many were removed. Orders stay in SQL."""
         removed = 0
-        for pattern in (SaleKeys(sale).pattern, SaleKeys(segment_name(sale, 1)).prefix[:-3] + "*"):
+        kept = SaleKeys(sale).meta.encode() if keep_meta else None
+        for pattern in (SaleKeys(sale).pattern, other_segments_pattern(sale)):
             batch: list[bytes] = []
             for key in self._client.scan_iter(match=pattern, count=UNLINK_BATCH):
+                if key == kept:
+                    continue
                 batch.append(key)
                 if len(batch) >= UNLINK_BATCH:
                     removed += self._unlink(batch)
@@ -309,10 +338,10 @@ class Stock(SaleReads):
         name = segment_name(sale, lender)
         k = SaleKeys(name)
         loan_id = uuid.uuid4().hex
-        lent, _, _ = self._scripts.lend(
+        lent, _, _, epoch = self._scripts.lend(
             keys=[k.meta, k.stock, k.loans], args=[loan_id, borrower, units, deadline_ms]
         )
-        return Loan(loan_id, name, int(lent)) if int(lent) else None
+        return Loan(loan_id, name, int(lent), int(epoch)) if int(lent) > 0 else None
 
     def credit(self, sale: str, borrower: int, loans: Sequence[Loan]) -> int:
         """Credit loans to the borrowing segment, each once; returns its units for sale."""
@@ -333,9 +362,11 @@ class Stock(SaleReads):
         credit each to its borrowing segment, once, then settle it. Returns how many."""
         now = self.now_ms()
         stale = [loan for loan in self.open_loans(sale) if now - loan[4] >= older_than_ms]
+        if stale and self.sale_in_redis(sale).moving:
+            return 0  # a respread counts every unit afresh; its loans go with the old keys
         by_borrower: dict[int, list[Loan]] = defaultdict(list)
-        for lender, loan_id, borrower, units, _ in stale:
-            by_borrower[borrower].append(Loan(loan_id, lender, units))
+        for lender, loan_id, borrower, units, _, epoch in stale:
+            by_borrower[borrower].append(Loan(loan_id, lender, units, epoch))
         for borrower, loans in by_borrower.items():
             self.credit(sale, borrower, loans)
             self.settle(loans)
