@@ -1,6 +1,6 @@
 """`flashsale up --redis-cluster N`: the same platform with stock on a local Redis Cluster
 and the broker on a Redis of its own; commands beside it find both through the data
-folder."""
+folder, and a purchase becomes an order through that broker."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 import redis.cluster
 
@@ -94,10 +95,25 @@ def test_up_with_a_redis_cluster_runs_every_component_on_it(data_dir: Path) -> N
         assert not [key for key in broker.keys() if b"cluster-drop" in key]
         broker.close()
         stock.close()
+
+        # A purchase is handed on through the broker and becomes an order in SQL.
+        token = up.cli("token", "alice").strip()
+        answer = httpx.post(
+            f"{up.base}/v1/sales/cluster-drop/reservations",
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=10,
+        )
+        assert answer.status_code == 202, answer.text + up.output()[-3000:]
+        wait_for(lambda: _pending(up) == 1, timeout=30)
         up.interrupt()
     finally:
         up.kill()
     assert not (data_dir / "servers.json").exists()
+
+
+def _pending(up: Up) -> int:
+    status = up.cli("sale", "status", "cluster-drop", "-o", "json")
+    return int(json.loads(status)["stock"]["pending_payment"])
 
 
 def test_up_refuses_a_cluster_beside_a_configured_redis(tmp_path: Path) -> None:
