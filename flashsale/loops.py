@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import redis
 from sqlalchemy.exc import SQLAlchemyError
 
+from flashsale.clients import StockRedis
 from flashsale.runs import record_run
 
 log = logging.getLogger(__name__)
@@ -49,7 +50,7 @@ class Backoff:
 
 
 def run_step(
-    component: str, step: Callable[[], None], recorder: redis.Redis | None
+    component: str, step: Callable[[], None], recorder: StockRedis | None
 ) -> BaseException | None:
     """Run `step` once, record the run, and return what it raised (None: it worked).
     Outages are logged as one line, anything else with its traceback."""
@@ -74,7 +75,7 @@ def run_every(
     component: str,
     every: float,
     step: Callable[[], None],
-    recorder: redis.Redis | None = None,
+    recorder: StockRedis | None = None,
     stop: threading.Event | None = None,
     backoff: Backoff | None = None,
 ) -> None:

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import redis
 
+from flashsale.clients import StockRedis
+
 RUNS_KEY = "flashsale:runs"
 ERROR_CHARS = 200
 
@@ -41,7 +43,7 @@ class _Unsaved:
 _unsaved: dict[str, _Unsaved] = {}
 
 
-def record_run(client: redis.Redis, component: str, ok: bool, error: str | None = None) -> bool:
+def record_run(client: StockRedis, component: str, ok: bool, error: str | None = None) -> bool:
     """Count one step of `component`; False when Redis could not be written (the step is
     then kept here and added on the next successful write)."""
     pending = _unsaved.setdefault(component, _Unsaved())
@@ -71,7 +73,7 @@ def _int(raw: dict[bytes, bytes], field: str) -> int:
     return int(raw.get(field.encode(), b"0"))
 
 
-def read_runs(client: redis.Redis) -> dict[str, RunFigures]:
+def read_runs(client: StockRedis) -> dict[str, RunFigures]:
     """Every component's figures, by component name."""
     components = sorted(m.decode() for m in client.smembers(RUNS_KEY))  # type: ignore[union-attr]
     figures: dict[str, RunFigures] = {}

@@ -42,7 +42,7 @@ def publisher(broker: AsyncRedis, queue: str) -> Publish:
 class Services:
     settings: Settings
     verifier: TokenVerifier
-    redis: AsyncRedis  # stock; the hot path
+    redis: clients.AsyncStockRedis  # stock (one Redis or a Redis Cluster); the hot path
     broker: AsyncRedis  # Celery broker, for the 'publish' handoff and readiness
     fast_stock: AsyncStock
     stock: Stock  # sync client for the threadpool endpoints
@@ -55,7 +55,12 @@ class Services:
     def build(cls, settings: Settings) -> Services:
         aredis = clients.async_stock_redis(settings)
         same = (settings.effective_broker_url or settings.redis_url) == settings.redis_url
-        broker = aredis if same else clients.async_broker_redis(settings)
+        # With a cluster the broker is always a Redis of its own (the settings insist).
+        broker = (
+            aredis
+            if same and isinstance(aredis, AsyncRedis)
+            else clients.async_broker_redis(settings)
+        )
         sessions = clients.database(settings)
         figures = FiguresReader.from_settings(settings, sessions)
         return cls(

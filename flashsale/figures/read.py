@@ -96,7 +96,7 @@ class FiguresReader:
     def __init__(
         self,
         sessions: sessionmaker[Session],
-        client: redis.Redis,
+        client: clients.StockRedis,
         broker: redis.Redis,
         queue: str,
         statement_timeout_ms: int = int(TIMEOUT_SECONDS * 1000),
@@ -115,7 +115,11 @@ class FiguresReader:
     ) -> FiguresReader:
         client = clients.stock_redis(settings, Role.PROBE)
         same = (settings.effective_broker_url or settings.redis_url) == settings.redis_url
-        broker = client if same else clients.broker_redis(settings, Role.PROBE)
+        broker = (
+            client
+            if same and isinstance(client, redis.Redis)
+            else clients.broker_redis(settings, Role.PROBE)
+        )
         return cls(sessions, client, broker, settings.queue, int(timeout * 1000))
 
     def close(self) -> None:

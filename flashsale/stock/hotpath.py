@@ -28,6 +28,7 @@ from redis.exceptions import (
     ClusterDownError,
     MovedError,
     NoScriptError,
+    RedisClusterException,
     TryAgainError,
 )
 
@@ -137,6 +138,7 @@ class AsyncStock:
         self._scheduled = False
         self._refreshed_at = 0.0
         self._answered_at = 0.0  # when the last reserve answers arrived
+        self._ready = not self._cluster  # a cluster client has read the slot map
         # sale -> (when it started, the read of every segment's units): a crowd short of
         # units at the same moment shares one read.
         self._reads: dict[str, tuple[float, asyncio.Future[dict[int, int]]]] = {}
@@ -445,12 +447,21 @@ class AsyncStock:
             self._learn_from(single, "")
             return single
         groups: dict[Route, list[int]] = {}
-        for i, call in enumerate(calls):
-            route = (
-                call.route if call.route.asking else Route(node_of(self._client, call.segment).name)
-            )
-            groups.setdefault(route, []).append(i)
-            call.route = Route()  # an ASK redirection holds for one call only
+        try:
+            if not self._ready:
+                await self._client.initialize()
+                self._ready = True
+            for i, call in enumerate(calls):
+                node = (
+                    call.route.node
+                    if call.route.asking
+                    else node_of(self._client, call.segment).name
+                )
+                groups.setdefault(Route(node, call.route.asking), []).append(i)
+                call.route = Route()  # an ASK redirection holds for one call only
+        except RedisClusterException as exc:  # no slot map (yet): not a RedisError upstream
+            self._refresh_slots()
+            raise Unavailable(f"the Redis Cluster's slots are not known: {exc}") from exc
         sent = await asyncio.gather(
             *(self._send_to(route, [calls[i] for i in idx]) for route, idx in groups.items()),
             return_exceptions=True,
@@ -538,6 +549,7 @@ class AsyncStock:
         that every call has a deadline."""
         if isinstance(self._client, RedisCluster):
             await self._client.initialize()
+            self._ready = True
             for node in self._client.get_primaries():
                 secs, micros = await self._client.time(target_nodes=node)
                 self._learn_clock(node.name, int(secs) * 1000 + int(micros) // 1000)
