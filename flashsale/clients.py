@@ -115,7 +115,7 @@ def _async_cluster(
 
 def _plain(url: str) -> str:
     if is_cluster_url(url):
-        raise ValueError(f"{url} names a Redis Cluster: its client is stock_redis_at")
+        raise ValueError("the URL names a Redis Cluster: its client is stock_redis_at")
     return url
 
 

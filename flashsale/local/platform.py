@@ -31,7 +31,7 @@ from flashsale.datadir import (
 from flashsale.embedded import PostgresServer, RedisServer, ServerError
 from flashsale.local.storage import Storage, port_is_free
 from flashsale.local.supervisor import LineSink, Notice, Restarts, Supervisor
-from flashsale.settings import Settings, is_cluster_url
+from flashsale.settings import Settings
 
 READY_TIMEOUT = 90.0
 
@@ -104,10 +104,6 @@ class LocalPlatform:
     def broker_url(self) -> str | None:
         """The Celery broker's Redis, or None when it is the stock Redis."""
         return self.servers.broker_url
-
-    @property
-    def redis_cluster(self) -> bool:
-        return is_cluster_url(self.redis_url)
 
     def start(self) -> LocalPlatform:
         if not port_is_free(self.port):
