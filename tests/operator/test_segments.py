@@ -9,7 +9,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import jsonschema
-import pytest
 
 from flashsale.persist import persist_reservation
 from flashsale.spec import MAX_SEGMENTS
@@ -112,10 +111,6 @@ async def test_a_sale_of_three_segments_is_loaded_and_reported_as_a_whole(
     assert "SEGMENTS" in wide
 
 
-@pytest.mark.skip(
-    reason="requires changing spec.segments on a live sale to move its units over the new "
-    "segments (the stock layer still refuses a load with another segment count)"
-)
 async def test_changing_segments_on_a_live_sale_keeps_every_unit(
     cluster: Cluster, platform: Platform, start_operator: StartOperator, sale_name: str
 ) -> None:
