@@ -39,11 +39,12 @@ async def crowd(base: str, sale: str, users: list[str], at_once: int = 500) -> l
         )
         try:
             for (_, writer), user in zip(connections, group, strict=True):
-                token = auth(user)["Authorization"]
-                writer.write(
+                request = (
                     f"POST /v1/sales/{sale}/reservations HTTP/1.1\r\nHost: {url.netloc}\r\n"
-                    f"Authorization: {token}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".encode()
+                    f"Authorization: {auth(user)['Authorization']}\r\n"
+                    "Content-Length: 0\r\nConnection: close\r\n\r\n"
                 )
+                writer.write(request.encode())
             raw = await asyncio.gather(*(reader.read() for reader, _ in connections))
         finally:
             for _, writer in connections:
