@@ -10,6 +10,7 @@ import click
 
 from flashsale.cli.group import main
 from flashsale.settings import Settings
+from flashsale.spec import MAX_SEGMENTS
 
 
 @main.command()
@@ -18,6 +19,21 @@ from flashsale.settings import Settings
 @click.option("--spammers", default=100, show_default=True, help="Bots clicking 20 times each.")
 @click.option("--second-wave", default=600, show_default=True, help="Shoppers coming back.")
 @click.option("--payment-timeout", default=5, show_default=True, help="Seconds to pay.")
+@click.option(
+    "--segments",
+    type=click.IntRange(min=1, max=MAX_SEGMENTS),
+    default=1,
+    show_default=True,
+    help="The sale's spec.segments: its stock spread over this many hash slots.",
+)
+@click.option(
+    "--redis-cluster",
+    type=click.IntRange(min=3),
+    default=None,
+    metavar="N",
+    help="Keep stock in a local Redis Cluster of N masters (3 or more), each with a "
+    "replica, with the broker on a Redis of its own; the report shows each master's share.",
+)
 @click.option(
     "--out",
     type=click.Path(file_okay=False, path_type=Path),
@@ -30,6 +46,8 @@ def demo(
     spammers: int,
     second_wave: int,
     payment_timeout: int,
+    segments: int,
+    redis_cluster: int | None,
     out: Path | None,
 ) -> None:
     """Run a whole flash sale on throwaway local servers and report on it.
@@ -37,7 +55,7 @@ def demo(
     Exits non-zero if any invariant of the design fails."""
     from flashsale.demo import require_demo_extras
 
-    require_demo_extras()  # one line naming what to install, not a traceback
+    require_demo_extras(cluster=bool(redis_cluster))  # one line naming what to install
     from rich.console import Console
 
     from flashsale.demo.plan import DemoPlan
@@ -50,12 +68,14 @@ def demo(
             spammers=spammers,
             second_wave=second_wave,
             payment_timeout_seconds=payment_timeout,
+            segments=segments,
         )
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
     logging.getLogger().setLevel(logging.WARNING)  # the progress bars tell the story
     console = Console()
-    report = run_demo(plan, (out or Settings().data_dir / "demo").resolve(), console)
+    folder = (out or Settings().data_dir / "demo").resolve()
+    report = run_demo(plan, folder, console, redis_cluster=redis_cluster or 0)
     show(report, console)
     sys.exit(0 if report.passed else 1)
 

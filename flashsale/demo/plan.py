@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from flashsale.spec import MAX_SEGMENTS
+
 
 @dataclass(frozen=True)
 class DemoPlan:
@@ -19,9 +21,12 @@ class DemoPlan:
     never_pay: float = 0.3  # share of first-wave buyers who walk away without paying
     second_wave: int = 600  # shoppers who come back for the returned units; they all pay
     connections: int = 128  # HTTP connections the crowd shares
+    segments: int = 1  # the sale's spec.segments: its stock over this many hash slots
 
     def __post_init__(self) -> None:
         if self.stock < 1 or self.shoppers < 1:
             raise ValueError("a demo needs stock and shoppers")
         if not 0 <= self.never_pay <= 1:
             raise ValueError("never_pay is a share between 0 and 1")
+        if not 1 <= self.segments <= MAX_SEGMENTS:
+            raise ValueError(f"segments is between 1 and {MAX_SEGMENTS}")

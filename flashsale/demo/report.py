@@ -11,7 +11,35 @@ from rich.table import Table
 
 from flashsale.demo.crowd import CrowdLog
 from flashsale.invariants import Check
+from flashsale.local.masters import MasterWork, share
 from flashsale.sales import SaleStatus
+from flashsale.stock import split
+
+
+@dataclass(frozen=True)
+class MasterShare:
+    """One Redis master's part of the sale: the stock scripts it ran and their CPU time."""
+
+    address: str
+    segments: list[int]  # the sale's segments whose slots it serves
+    evalsha_calls: int
+    evalsha_usec: int
+    share_percent: float  # of the EVALSHA CPU time of every master
+
+
+def master_shares(work: list[MasterWork], placement: dict[str, list[str]]) -> list[MasterShare]:
+    """Each master's EVALSHA calls and CPU time during the sale, and its share of the CPU."""
+    whole = sum(w.evalsha_usec for w in work)
+    return [
+        MasterShare(
+            w.address,
+            sorted(split(name)[1] for name in placement.get(w.address, [])),
+            w.evalsha_calls,
+            w.evalsha_usec,
+            round(share(w.evalsha_usec, whole), 1),
+        )
+        for w in work
+    ]
 
 
 @dataclass(frozen=True)
@@ -40,6 +68,9 @@ class DemoReport:
     seconds: float
     checks: list[Check] = field(default_factory=list)
     chart: str = ""
+    redis: str = "one Redis"
+    segments: int = 1
+    masters: list[MasterShare] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
@@ -130,6 +161,8 @@ def print_report(report: DemoReport, console: Console) -> None:
     for label, value in rows:
         figures.add_row(label, value)
     console.print(figures)
+    if report.masters:
+        print_masters(report, console)
     verdicts = Table(title="Invariants")
     verdicts.add_column("check")
     verdicts.add_column("result")
@@ -138,3 +171,28 @@ def print_report(report: DemoReport, console: Console) -> None:
         verdict = "[bold green]PASS[/]" if check.passed else "[bold red]FAIL[/]"
         verdicts.add_row(check.name, verdict, check.detail)
     console.print(verdicts)
+
+
+def print_masters(report: DemoReport, console: Console) -> None:
+    """Each master's share of the stock scripts' work during the sale."""
+    title = f"Redis: {report.redis}; the sale over {report.segments} segment(s)"
+    caption = (
+        "share: the master's part of the CPU time every master spent running the stock "
+        "scripts (EVALSHA: reserve, lend, ack, restore...) during the sale"
+    )
+    table = Table(title=title, caption=caption)
+    table.add_column("master")
+    table.add_column("segments served")
+    table.add_column("EVALSHA calls", justify="right")
+    table.add_column("EVALSHA CPU µs", justify="right")
+    table.add_column("share", justify="right")
+    for m in report.masters:
+        served = ", ".join(map(str, m.segments)) or "none"
+        table.add_row(
+            m.address,
+            served,
+            f"{m.evalsha_calls:,}",
+            f"{m.evalsha_usec:,}",
+            f"{m.share_percent:.1f}%",
+        )
+    console.print(table)

@@ -18,10 +18,11 @@ from flashsale import clients
 from flashsale.demo.chart import write_chart
 from flashsale.demo.crowd import Crowd
 from flashsale.demo.plan import DemoPlan
-from flashsale.demo.report import DemoReport, build_report, print_report
+from flashsale.demo.report import DemoReport, build_report, master_shares, print_report
 from flashsale.demo.timeline import Sample, Timeline, order_counts, sample_forever, sample_once
 from flashsale.embedded import free_port
 from flashsale.invariants import check_invariants
+from flashsale.local.masters import master_of_segments, read_masters, work_between
 from flashsale.local.platform import LocalPlatform, Loops
 from flashsale.sales import apply_sale, sale_status
 from flashsale.settings import Settings
@@ -40,6 +41,7 @@ def sale_spec(plan: DemoPlan) -> SaleSpec:
             "perUserLimit": plan.per_user_limit,
             "paymentTimeoutSeconds": plan.payment_timeout_seconds,
             "rateLimit": {"requestsPerSecond": plan.rate_per_second, "burst": plan.burst},
+            "segments": plan.segments,
         }
     )
 
@@ -94,8 +96,9 @@ async def _drive(
 ) -> tuple[Crowd, Timeline, dict[str, float], float]:
     rng = random.Random(seed)
     sessions = clients.database_at(platform.database_url)
-    timeline = Timeline(SALE, plan.stock, started=time.monotonic())
-    sampled = AsyncStock(clients.async_redis_client(platform.redis_url))
+    timeline = Timeline(SALE, plan.stock, started=time.monotonic(), segments=plan.segments)
+    sampled = AsyncStock(clients.async_stock_redis_at(platform.redis_url, clients.Role.SERVICE))
+    await sampled.sync_clock()  # a cluster client reads the slot map first
     sampler = asyncio.create_task(sample_forever(timeline, sampled, sessions))
     marks: dict[str, float] = {}
     columns = (
@@ -158,36 +161,51 @@ async def _drive(
             )
             await _persisted(bar, "last orders persisted", timeline, len(crowd.log.accepted()))
     sampler.cancel()
-    await sample_once(timeline, sampled, sessions)  # the final state, for the chart
+    # The final state, for the chart; read twice, so that the first read counts as one
+    # instant on a sale of many segments too (Timeline.instants).
+    for _ in range(2):
+        await sample_once(timeline, sampled, sessions)
     await sampled.close()
     return crowd, timeline, marks, first_wave_seconds
 
 
-def run_demo(plan: DemoPlan, out_dir: Path, console: Console, seed: int = 7) -> DemoReport:
-    """The whole demo; its servers live in a temporary folder removed afterwards."""
+def run_demo(
+    plan: DemoPlan, out_dir: Path, console: Console, seed: int = 7, redis_cluster: int = 0
+) -> DemoReport:
+    """The whole demo; its servers live in a temporary folder removed afterwards. With
+    `redis_cluster` (N masters) stock is kept in a local Redis Cluster, each master with
+    a replica, and the broker in a Redis of its own, as `flashsale up --redis-cluster N`."""
     data_dir = Path(tempfile.mkdtemp(prefix="flashsale-demo-"))
     out_dir.mkdir(parents=True, exist_ok=True)
-    settings = Settings(data_dir=data_dir, redis_url=None, database_url=None)
+    settings = Settings(data_dir=data_dir, redis_url=None, database_url=None, broker_url=None)
     platform = LocalPlatform(
         settings,
         port=free_port(),
         log_dir=out_dir / "logs",
         loops=Loops(reap_every=1.0, sweep_every=5.0),
+        redis_cluster=redis_cluster,
     )
+    redis = f"Redis Cluster of {redis_cluster} masters" if redis_cluster else "one Redis"
     began = time.monotonic()
     try:
-        with console.status("starting Redis, PostgreSQL, the API, a worker, reaper, sweeper"):
+        with console.status(f"starting {redis}, PostgreSQL, the API, a worker, reaper, sweeper"):
             platform.start()
         console.print(f"platform up at {platform.api_url} (logs in {out_dir / 'logs'})")
-        stock = Stock(clients.redis_client(platform.redis_url))
+        client = clients.stock_redis_at(platform.redis_url)
+        stock = Stock(client)
         sessions = clients.database_at(platform.database_url)
         apply_sale(sessions, stock, SALE, sale_spec(plan))
+        placement = master_of_segments(client, stock.segment_names(SALE))
+        work_before = read_masters(client)
         crowd, timeline, marks, first_wave_seconds = asyncio.run(
             _drive(plan, platform, stock, console, seed)
         )
+        work = work_between(work_before, read_masters(client))
         status = sale_status(sessions, stock, SALE)
         assert status is not None
-        checks = check_invariants(crowd.log, timeline, status, sessions, stock, plan.per_user_limit)
+        checks = check_invariants(
+            crowd.log, timeline.instants(), status, sessions, stock, plan.per_user_limit
+        )
         counts = order_counts(sessions, SALE)
         report = build_report(
             crowd.log,
@@ -206,7 +224,15 @@ def run_demo(plan: DemoPlan, out_dir: Path, console: Console, seed: int = 7) -> 
             marks,
             f"{SALE}: {plan.stock} units, {report.requests:,} requests",
         )
-        report = DemoReport(**{**report.__dict__, "chart": str(chart)})
+        report = DemoReport(
+            **report.__dict__
+            | {
+                "chart": str(chart),
+                "redis": redis,
+                "segments": plan.segments,
+                "masters": master_shares(work, placement),
+            }
+        )
         (out_dir / "report.json").write_text(json.dumps(report.as_dict(), indent=2) + "\n")
         stock.close()
         return report

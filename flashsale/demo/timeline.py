@@ -1,8 +1,21 @@
-"""The sale over time: stock figures from Redis and order counts from SQL, sampled."""
+"""The sale over time: stock figures from Redis and order counts from SQL, sampled.
+
+A sample reads the sale with `AsyncStock.units`: each segment's figures in one MULTI, the
+segments one after the other. On a sale of one segment a sample is the sale at one
+instant. Over several segments it is not: a unit can be counted twice when it goes back
+on sale while the read is under way (an expired order's units returned in a segment
+already read, then bought in a segment read later), so the units taken can add up to
+more than the stock without any oversell. Nothing else puts a taken unit back on sale
+in the demo (a payment changes nothing, a rejected order's units are not put back, loans
+move only units for sale; a dead letter's release would, and the demo's orders are all
+storable), so a sample whose read saw no return counts at most the units taken at
+the instant of its last read. `Timeline.instants` keeps those for the check that no
+instant oversold; the chart and the waits use every sample."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from dataclasses import dataclass, field
 
@@ -31,10 +44,28 @@ class Timeline:
     total: int
     started: float
     samples: list[Sample] = field(default_factory=list)
+    segments: int = 1
 
     @property
     def last(self) -> Sample | None:
         return self.samples[-1] if self.samples else None
+
+    def instants(self) -> Timeline:
+        """The samples that bound the sale's figures at one instant. Every sample of a sale
+        of one segment (one MULTI). Over several segments, a sample the next one shows
+        no return during: each segment's count of returned orders only grows, so equal
+        sums mean that no segment returned a unit between its read in this sample and
+        its read in the next, which came after this sample's last read. Then no unit
+        went back on sale during this read, and none was counted twice. (Every return
+        records its order in the segment's set of returned orders: restore.lua.)"""
+        if self.segments == 1:
+            return self
+        kept = [
+            sample
+            for sample, after in zip(self.samples, self.samples[1:], strict=False)
+            if after.returned == sample.returned
+        ]
+        return dataclasses.replace(self, samples=kept)
 
 
 def order_counts(sessions: sessionmaker[Session], sale: str) -> dict[str, int]:
@@ -48,7 +79,8 @@ def order_counts(sessions: sessionmaker[Session], sale: str) -> dict[str, int]:
 async def sample_once(
     timeline: Timeline, stock: AsyncStock, sessions: sessionmaker[Session]
 ) -> Sample:
-    remaining, inflight, live, returned = await stock.units(timeline.sale)  # one read
+    # Each segment in one MULTI, the segments one after another (see the module's doc).
+    remaining, inflight, live, returned = await stock.units(timeline.sale)
     counts = await asyncio.to_thread(order_counts, sessions, timeline.sale)
     sample = Sample(
         at=time.monotonic() - timeline.started,
