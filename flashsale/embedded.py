@@ -37,6 +37,24 @@ def free_port() -> int:
         return port
 
 
+# A Redis Cluster node also listens on its port + 10000 (the cluster bus; redis-server 6
+# cannot be told another), so its port must leave room for that one and find it free.
+CLUSTER_BUS_OFFSET = 10000
+
+
+def free_cluster_port() -> int:
+    while True:
+        port = free_port()
+        if port + CLUSTER_BUS_OFFSET > 65535:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port + CLUSTER_BUS_OFFSET))
+            except OSError:
+                continue
+        return port
+
+
 def _package_dir(module: str) -> Path | None:
     """Where an installed package lives, without importing (running) it."""
     spec = importlib.util.find_spec(module)
@@ -138,7 +156,7 @@ def _start_with_retry(server: RedisServer | PostgresServer, start: Callable[[], 
         except ServerError:
             if not server.auto_port or attempt == 2:
                 raise
-            server.port = free_port()
+            server.port = server.pick_port()
     raise AssertionError("unreachable")
 
 
@@ -149,9 +167,11 @@ class RedisServer:
         port: int | None = None,
         appendonly: bool = True,
         extra_args: tuple[str, ...] = (),
+        cluster_node: bool = False,
     ) -> None:
         self.data_dir = data_dir
-        self.port = port or free_port()
+        self.pick_port = free_cluster_port if cluster_node else free_port
+        self.port = port or self.pick_port()
         self.auto_port = port is None
         self.appendonly = appendonly
         self.extra_args = extra_args  # more redis-server options (a cluster node's, say)
@@ -219,6 +239,7 @@ class PostgresServer:
         self.data_dir = data_dir
         self.port = port or free_port()
         self.auto_port = port is None
+        self.pick_port = free_port
         self.durable = durable
         self.database = database
         self.proc: subprocess.Popen[bytes] | None = None

@@ -37,7 +37,7 @@ class LocalRedisCluster:
             str(node_timeout_ms),
         )
         self.nodes = [
-            RedisServer(root / f"node-{i}", appendonly=False, extra_args=options)
+            RedisServer(root / f"node-{i}", appendonly=False, extra_args=options, cluster_node=True)
             for i in range(masters * (1 + replicas))
         ]
 

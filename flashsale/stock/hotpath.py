@@ -15,24 +15,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import redis
-import redis.asyncio
-from redis.asyncio.cluster import RedisCluster
-from redis.exceptions import (
-    AskError,
-    ClusterDownError,
-    MovedError,
-    NoScriptError,
-    RedisClusterException,
-    TryAgainError,
-)
 
 from flashsale.handoff import ORDERS_PER_MESSAGE, persist_template
+from flashsale.stock.borrowing import Borrowing
 from flashsale.stock.calls import (
     Loan,
     Outcome,
@@ -42,21 +32,11 @@ from flashsale.stock.calls import (
     parse_answers,
 )
 from flashsale.stock.keys import SaleKeys
+from flashsale.stock.link import REFUSED, Link, Unavailable
 from flashsale.stock.reads import loans_of
 from flashsale.stock.scripts import Scripts
 from flashsale.stock.segments import home, sale_of, segment_name, segment_names
-from flashsale.stock.wire import (
-    AnyRedis,
-    Encoded,
-    Route,
-    node_of,
-    pack,
-    pack_call,
-    send_by_segment,
-    send_single,
-    send_to_node,
-    timeout_of,
-)
+from flashsale.stock.wire import AnyRedis, Encoded, Route, pack_call
 
 log = logging.getLogger(__name__)
 
@@ -67,17 +47,10 @@ MAX_RESENDS = 4
 BORROW_ROUNDS = 4
 # Loans tried from what earlier answers showed before reading every segment afresh.
 CACHED_TRIES = 2
-# Loans, their settling and reads of the levels, in flight at once (each one connection).
-MAX_SIDE_CALLS = 16
-REFRESH_EVERY = 1.0  # seconds between slot-map refreshes after a failed node
 # Accepted order ids of one call, handed on by the caller (the 'publish' handoff).
 Publish = Callable[[str, list[str]], Awaitable[None]]
-# Errors meaning a cluster node did not run the call: it may go again.
-_REFUSED = (AskError, TryAgainError, ClusterDownError, NoScriptError)
 
-
-class Unavailable(redis.ConnectionError):
-    """The purchase could not be decided now (answered 503 with Retry-After)."""
+__all__ = ["AsyncStock", "Publish", "Unavailable"]
 
 
 @dataclass(slots=True)
@@ -119,31 +92,18 @@ class AsyncStock:
         publish: Publish | None = None,
         on_call: Callable[[int], object] | None = None,
     ) -> None:
-        self._client = client
-        self._cluster = isinstance(client, RedisCluster)
-        # Redis's clock minus ours, per server, as its last answer showed it. Read on
-        # receipt, so it errs early: a deadline set from it falls at or before the moment
-        # we stop waiting, never after.
-        self._clock_offset_ms: dict[str, int] = {}
         self._scripts: Scripts[Any] = Scripts.register(client)
+        self._link = Link(client, self._scripts)
         self._queue = queue
         self._publish = publish
         self._on_call = on_call  # told the number of purchases of each script call
         self._segments: dict[str, int] = {}  # sale -> its number of segments, as answered
-        self._levels: dict[str, int] = {}  # segment -> units left, as last answered
         self._pending: list[_Call] = []
         self._open: dict[str, _Call] = {}  # the call of each segment that takes more
-        self._tasks: set[asyncio.Future[Any]] = set()
         self._flushes = 0
         self._scheduled = False
-        self._refreshed_at = 0.0
         self._answered_at = 0.0  # when the last reserve answers arrived
-        self._ready = not self._cluster  # a cluster client has read the slot map
-        # sale -> (when it started, the read of every segment's units): a crowd short of
-        # units at the same moment shares one read.
-        self._reads: dict[str, tuple[float, asyncio.Future[dict[int, int]]]] = {}
-        self._side_calls = asyncio.Semaphore(MAX_SIDE_CALLS)
-        self._to_settle: dict[str, list[str]] = {}  # lender segment -> credited loan ids
+        self._borrowing = Borrowing(self._link)
 
     async def reserve(
         self,
@@ -190,12 +150,14 @@ class AsyncStock:
     async def _borrow_then_decide(self, sale: str, index: int, purchase: Purchase) -> ReserveResult:
         count = self._segments.get(sale, 1)
         for _ in range(BORROW_ROUNDS):
-            loans, home_level = await self._borrow(sale, count, index, purchase.quantity)
+            loans, home_level = await self._borrowing.borrow(
+                sale, count, index, purchase.quantity, self._answered_at
+            )
             if not loans and home_level < purchase.quantity:
                 return ReserveResult(Outcome.SOLD_OUT)
             result = await self._decide(segment_name(sale, index), purchase, loans)
             if loans and result.outcome not in (Outcome.LATE, Outcome.UNKNOWN_SALE):
-                self._settle_soon(loans)  # credited: the loans are done
+                self._borrowing.settle_soon(loans)  # credited: the loans are done
             if result.outcome in (Outcome.MOVED, Outcome.MOVING):
                 raise Unavailable(f"the segments of sale {sale} are changing")
             if result.outcome is not Outcome.SHORT:
@@ -203,126 +165,6 @@ class AsyncStock:
         # Other shoppers keep taking the units this purchase borrows: there are units, so
         # not sold out, but none could be had just now.
         raise Unavailable(f"units of sale {sale} are moving between segments")
-
-    async def _borrow(self, sale: str, count: int, index: int, need: int) -> tuple[list[Loan], int]:
-        """Loans covering `need` units for segment `index`, richest segments first, as far
-        as units are found; and the home segment's units when they were read afresh."""
-        names = segment_names(sale, count)
-        since = self._answered_at  # at or after the home segment found itself short
-        tried, fresh, home_level = {index}, False, 0
-        loans: list[Loan] = []
-        cached_tries = 0
-        while need > 0:
-            # What every answer, loan and read of this process showed last, shared by all
-            # its borrowers: one that finds a segment empty spares the others the call.
-            levels = [self._levels.get(name, 0) for name in names]
-            candidates = sorted(
-                (k for k in range(count) if k not in tried and levels[k] > 0),
-                key=lambda k: -levels[k],
-            )
-            if not candidates or (not fresh and cached_tries >= CACHED_TRIES):
-                if fresh:
-                    break
-                home_level = (await self._read_levels(sale, names, since))[index]
-                fresh, tried = True, {index}
-                if home_level >= need and not loans:
-                    break  # units came back home meanwhile: decide again there
-                continue
-            lender = candidates[0]
-            tried.add(lender)
-            cached_tries += 0 if fresh else 1
-            loan = await self._lend(sale, lender, index, need)
-            if loan is not None:
-                loans.append(loan)
-                need -= loan.units
-        return loans, home_level
-
-    async def _read_levels(self, sale: str, names: list[str], since: float) -> dict[int, int]:
-        """Units for sale in every segment, read after `since`: a read started since then
-        is shared, else a new one starts."""
-        shared = self._reads.get(sale)
-        if shared is None or shared[0] < since:
-            shared = self._reads[sale] = (
-                time.monotonic(),
-                asyncio.ensure_future(self._read(names)),
-            )
-        return dict(await asyncio.shield(shared[1]))
-
-    async def _read(self, names: list[str]) -> dict[int, int]:
-        """Units for sale in every segment, one write per master; none while the sale is
-        respread (its units are counted afresh then, and none may be called sold out)."""
-        reads = [(names[0], pack("HGET", SaleKeys(names[0]).meta, "moving"))]
-        reads += [(name, pack("GET", SaleKeys(name).stock)) for name in names]
-        async with self._side_calls:
-            replies = await send_by_segment(self._client, reads)
-        for reply in replies:
-            if isinstance(reply, Exception):
-                raise reply
-        moving, levels = replies[0], replies[1:]
-        if moving == b"1":
-            raise Unavailable(f"sale {sale_of(names[0])} is being respread")
-        for name, left in zip(names, levels, strict=True):
-            self._levels[name] = int(left or 0)
-        return {k: int(left or 0) for k, left in enumerate(levels)}
-
-    async def _lend(self, sale: str, lender: int, borrower: int, units: int) -> Loan | None:
-        name = segment_name(sale, lender)
-        k = SaleKeys(name)
-        loan_id = uuid.uuid4().hex
-        deadline = self._deadline(self._node_name(name))
-        lent, left, now, epoch = await self._script_call(
-            "lend", name, [k.meta, k.stock, k.loans], [loan_id, borrower, units, deadline]
-        )
-        if int(lent) < 0:
-            raise Unavailable(f"sale {sale} is being respread")
-        self._learn_clock(self._node_name(name), int(now))
-        self._levels[name] = int(left)
-        return Loan(loan_id, name, int(lent), int(epoch)) if int(lent) else None
-
-    def _settle_soon(self, loans: list[Loan]) -> None:
-        """Settle credited loans in the background, those of one moment together."""
-        start = not self._to_settle
-        for loan in loans:
-            self._to_settle.setdefault(loan.lender, []).append(loan.loan_id)
-        if start:
-            self._background(self._settle())
-
-    async def _settle(self) -> None:
-        await asyncio.sleep(0)  # gather the loans of this moment
-        batch, self._to_settle = self._to_settle, {}
-        try:
-            for lender, ids in batch.items():
-                await self._script_call("settle", lender, [SaleKeys(lender).loans], ids)
-        except redis.RedisError as exc:  # the sweep settles what is left
-            log.info("loans left for the sweep to settle: %r", exc)
-
-    async def _script_call(self, name: str, segment: str, keys: list[str], args: list[Any]) -> Any:
-        """One call of a script beside the reserve calls, on the raw wire as they are, at
-        most MAX_SIDE_CALLS at once; sent again only when the server refused it (it did
-        not run): after loading the script, or learning the slot's new master."""
-        script = getattr(self._scripts, name)
-        packed = pack("EVALSHA", script.sha, len(keys), *keys, *args)
-        for attempt in range(2):
-            async with self._side_calls:
-                (reply,) = await send_by_segment(self._client, [(segment, packed)])
-            if isinstance(reply, NoScriptError) and not attempt:
-                await self._client.script_load(script.script)
-            elif (
-                isinstance(reply, MovedError)
-                and not attempt
-                and isinstance(self._client, RedisCluster)
-            ):
-                await self._client.nodes_manager.move_slot(reply)
-            elif isinstance(reply, Exception):
-                raise reply
-            else:
-                return reply
-        raise Unavailable(f"Redis kept refusing {name}.lua")
-
-    def _background(self, work: Awaitable[Any]) -> None:
-        task = asyncio.ensure_future(work)
-        self._tasks.add(task)  # keep a reference until it is done
-        task.add_done_callback(self._tasks.discard)
 
     # Batching ---------------------------------------------------------------------------
 
@@ -338,17 +180,15 @@ class AsyncStock:
         calls, self._pending, self._open = self._pending, [], {}
         self._flushes += 1
         task = asyncio.ensure_future(self._flush(calls))
-        self._tasks.add(task)
         task.add_done_callback(self._flush_done)
 
     def _flush_done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
         self._flushes -= 1
         self._schedule(asyncio.get_running_loop())
 
     async def _flush(self, calls: list[_Call], attempt: int = 0) -> None:
         try:
-            replies = await self._send(calls)
+            replies = await self._link.send(calls, self._pack)
         except Exception as exc:  # noqa: BLE001 - every waiting request gets the error
             for call in calls:
                 call.fail(exc)
@@ -361,11 +201,12 @@ class AsyncStock:
         again: list[_Call] = []
         answered: list[tuple[_Call, list[ReserveResult]]] = []
         for call, reply in zip(calls, replies, strict=True):
-            if isinstance(reply, _REFUSED):
+            if isinstance(reply, REFUSED):
                 # The call did not run (a script cache lost in a restart or failover, a
                 # slot served elsewhere or moving): it may go again, to the same segment
                 # with the same order ids.
-                await self._follow(call, reply)
+                log.debug("reservation call for %s refused: %r", call.segment, reply)
+                call.route = await self._link.follow(reply)
                 again.append(call)
                 continue
             try:
@@ -381,7 +222,7 @@ class AsyncStock:
         if self._publish is not None and answered:
             # Handed on apart from the batch, so that a slow broker does not hold back
             # the next reservation batches, only the answers of these purchases.
-            self._background(self._hand_on_then_answer(answered))
+            self._link.background(self._hand_on_then_answer(answered))
         else:
             _answer(answered)
         if again:
@@ -393,7 +234,7 @@ class AsyncStock:
                 call.fail(Unavailable("Redis kept refusing the reservation call"))
             return
         try:
-            await self._client.script_load(self._scripts.reserve.script)
+            await self._link.load("reserve")
             if attempt:  # a slot still moving or a cluster electing a master: wait a little
                 await asyncio.sleep(0.05 * 2**attempt)
         except Exception as exc:  # noqa: BLE001 - handed to the waiting requests
@@ -401,19 +242,6 @@ class AsyncStock:
                 call.fail(exc)
             return
         await self._flush(calls, attempt + 1)
-
-    async def _follow(self, call: _Call, refusal: Exception) -> None:
-        """Learn where the call goes next from a node's refusal."""
-        log.debug("reservation call for %s refused: %r", call.segment, refusal)
-        if isinstance(refusal, MovedError) and isinstance(self._client, RedisCluster):
-            await self._client.nodes_manager.move_slot(refusal)
-            call.route = Route()
-        elif isinstance(refusal, AskError):  # one call, during a slot migration
-            call.route = Route(f"{refusal.host}:{refusal.port}", asking=True)
-        else:
-            call.route = Route()
-            if isinstance(refusal, ClusterDownError):
-                self._refresh_slots()
 
     async def _hand_on_then_answer(self, answered: list[tuple[_Call, list[ReserveResult]]]) -> None:
         assert self._publish is not None
@@ -431,66 +259,7 @@ class AsyncStock:
                 log.warning("could not hand accepted reservations on: %s", failure)
         _answer(answered)
 
-    # Sending ----------------------------------------------------------------------------
-
-    async def _send(self, calls: list[_Call]) -> list[Any]:
-        """Every call, one write per server; per call its reply, or the error that left
-        its outcome unknown.
-
-        Never re-sent after such an error: a lost connection fails the call (503), it
-        cannot run twice. And each call carries the moment we stop waiting for it, in
-        its server's clock: a call that reaches Redis later (a frozen or slow Redis
-        resuming) decides nothing, so a shopper answered 503 is never sold a unit behind
-        their back."""
-        if not isinstance(self._client, RedisCluster):
-            single = await send_single(self._client, [self._pack(c, "") for c in calls])
-            self._learn_from(single, "")
-            return single
-        groups: dict[Route, list[int]] = {}
-        try:
-            if not self._ready:
-                await self._client.initialize()
-                self._ready = True
-            for i, call in enumerate(calls):
-                node = (
-                    call.route.node
-                    if call.route.asking
-                    else node_of(self._client, call.segment).name
-                )
-                groups.setdefault(Route(node, call.route.asking), []).append(i)
-                call.route = Route()  # an ASK redirection holds for one call only
-        except RedisClusterException as exc:  # no slot map (yet): not a RedisError upstream
-            self._refresh_slots()
-            raise Unavailable(f"the Redis Cluster's slots are not known: {exc}") from exc
-        sent = await asyncio.gather(
-            *(self._send_to(route, [calls[i] for i in idx]) for route, idx in groups.items()),
-            return_exceptions=True,
-        )
-        replies: list[Any] = [None] * len(calls)
-        for (route, idx), result in zip(groups.items(), sent, strict=True):
-            if isinstance(result, BaseException) and not isinstance(result, Exception):
-                raise result
-            if isinstance(result, Exception):
-                log.debug("reservation calls to %s failed: %r", route.node, result)
-                self._refresh_slots()  # the node may be gone: learn who serves its slots
-                failed = (
-                    result if isinstance(result, redis.RedisError) else Unavailable(str(result))
-                )
-                result = [failed] * len(idx)
-            else:
-                self._learn_from(result, route.node)
-            for i, reply in zip(idx, result, strict=True):
-                replies[i] = reply
-        return replies
-
-    async def _send_to(self, route: Route, calls: list[_Call]) -> list[Any]:
-        assert isinstance(self._client, RedisCluster)
-        node = self._client.nodes_manager.get_node(node_name=route.node)
-        if node is None:
-            raise Unavailable(f"no Redis Cluster node {route.node} is known")
-        return await send_to_node(node, [self._pack(c, route.node) for c in calls], route.asking)
-
-    def _pack(self, call: _Call, node: str) -> bytes:
+    def _pack(self, call: _Call, deadline_ms: int) -> bytes:
         template = persist_template(call.segment, self._queue) if self._queue else None
         return pack_call(
             self._scripts.reserve.sha.encode(),
@@ -498,64 +267,17 @@ class AsyncStock:
             call.encoded,
             self._queue,
             template,
-            self._deadline(node),
+            deadline_ms,
             call.loans,
         )
 
-    def _refresh_slots(self) -> None:
-        """Re-read the cluster's slot map soon (at most once a second)."""
-        if not isinstance(self._client, RedisCluster):
-            return
-        now = time.monotonic()
-        if now - self._refreshed_at >= REFRESH_EVERY:
-            self._refreshed_at = now
-            self._background(self._refresh(self._client))
-
-    @staticmethod
-    async def _refresh(client: RedisCluster) -> None:
-        try:
-            await client.nodes_manager.initialize()
-        except Exception as exc:  # noqa: BLE001 - tried again on the next failure
-            log.info("could not re-read the Redis Cluster's slots: %r", exc)
-
-    # Clocks and state -------------------------------------------------------------------
-
-    def _node_name(self, segment: str) -> str:
-        return node_of(self._client, segment).name if isinstance(self._client, RedisCluster) else ""
-
-    def _deadline(self, node: str) -> int:
-        offset = self._clock_offset_ms.get(node)
-        if offset is None and self._clock_offset_ms:
-            offset = min(self._clock_offset_ms.values())
-        if offset is None:
-            return 0
-        return int(time.time() * 1000) + offset + int(timeout_of(self._client) * 1000)
-
-    def _learn_clock(self, node: str, redis_now_ms: int) -> None:
-        self._clock_offset_ms[node] = redis_now_ms - int(time.time() * 1000)
-
-    def _learn_from(self, replies: list[Any], node: str) -> None:
-        last = next((r for r in reversed(replies) if isinstance(r, list) and len(r) >= 3), None)
-        if last is not None:
-            self._learn_clock(node, int(last[-3]))
-
     def _learn_state(self, segment: str, state: SegmentState) -> None:
-        self._levels[segment] = state.remaining
+        self._borrowing.levels[segment] = state.remaining
         self._segments[sale_of(segment)] = state.segments
 
     async def sync_clock(self) -> None:
-        """Before the first purchase: learn the cluster's slots (redis-py's asyncio
-        cluster client misroutes script calls made before it has), and Redis's clock, so
-        that every call has a deadline."""
-        if isinstance(self._client, RedisCluster):
-            await self._client.initialize()
-            self._ready = True
-            for node in self._client.get_primaries():
-                secs, micros = await self._client.time(target_nodes=node)
-                self._learn_clock(node.name, int(secs) * 1000 + int(micros) // 1000)
-            return
-        secs, micros = await self._client.time()
-        self._learn_clock("", int(secs) * 1000 + int(micros) // 1000)
+        """Before the first purchase: the cluster's slots and every server's clock."""
+        await self._link.start()
 
     async def units(self, sale: str) -> tuple[int, int, int, int]:
         """(for sale, in flight, live, orders returned) of a sale, each segment's read in
@@ -566,7 +288,7 @@ class AsyncStock:
         travelling: list[tuple[str, str, int]] = []
         for name in segment_names(sale, count):
             keys = SaleKeys(name)
-            async with self._client.pipeline(transaction=True) as pipe:
+            async with self._link.client.pipeline(transaction=True) as pipe:
                 pipe.get(keys.stock)
                 pipe.hmget(keys.meta, "inflight", "live")
                 pipe.scard(keys.restored)
@@ -576,7 +298,7 @@ class AsyncStock:
             for i, figure in enumerate((remaining, inflight, live, returned)):
                 totals[i] += int(figure or 0)
         if travelling:
-            pipe = self._client.pipeline(transaction=False)
+            pipe = self._link.client.pipeline(transaction=False)
             for borrower, loan_id, _ in travelling:
                 pipe.zscore(SaleKeys(borrower).received, loan_id)
             receipts = await pipe.execute()
@@ -586,9 +308,9 @@ class AsyncStock:
         return totals[0], totals[1], totals[2], totals[3]
 
     async def _count(self, sale: str) -> int:
-        count = int(await self._client.hget(SaleKeys(sale).meta, "segments") or 1)
+        count = int(await self._link.client.hget(SaleKeys(sale).meta, "segments") or 1)
         self._segments[sale] = count
         return count
 
     async def close(self) -> None:
-        await self._client.aclose()
+        await self._link.close()

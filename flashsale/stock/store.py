@@ -27,6 +27,7 @@ from flashsale.stock.calls import (
     text_of,
 )
 from flashsale.stock.keys import SaleKeys, other_segments_pattern
+from flashsale.stock.layout import changed_totals, new_sale
 from flashsale.stock.reads import SaleReads, SyncRedis
 from flashsale.stock.scripts import Scripts
 from flashsale.stock.segments import home, segment_name, segment_names, split
@@ -41,11 +42,6 @@ LOAN_GRACE_MS = 30_000
 class Closed:
     existed: bool
     waiting: int  # reservations still on their way to SQL
-
-
-def shares(units: int, count: int) -> list[int]:
-    """`units` split over `count` segments as evenly as whole units go."""
-    return [units // count + (1 if k < units % count else 0) for k in range(count)]
 
 
 class Stock(SaleReads):
@@ -118,10 +114,10 @@ class Stock(SaleReads):
                 f"{limits.segments}: it must be respread (flashsale/sales.py)"
             )
         if loaded[0] is None:
-            targets, live, held = self._new_sale(limits, sold)
+            targets, live, held = new_sale(limits, sold)
         else:
             targets, live, held = (
-                self._changed_totals(sale, limits.total, loaded, stocks),
+                changed_totals(sale, limits.total, loaded, stocks),
                 None,
                 None,
             )
@@ -141,52 +137,12 @@ class Stock(SaleReads):
         meta must be gone (`remove_sale(keep_meta=True)`). The first segment goes last:
         until its meta names the new layout, a re-run starts over."""
         epoch = int(self._client.hget(SaleKeys(sale).meta, "epoch") or 0) + 1
-        targets, live, held = self._new_sale(limits, sold)
+        targets, live, held = new_sale(limits, sold)
         names = segment_names(sale, limits.segments)
         return sum(
             self._load_segment(names[k], k, limits, targets[k], live, held, sold, True, epoch)
             for k in reversed(range(limits.segments))
         )
-
-    def _new_sale(
-        self, limits: SaleLimits, sold: SoldInSql
-    ) -> tuple[list[int], list[int], list[list[tuple[str, int]]]]:
-        """Each segment's total, live units and shoppers' holdings of a new (or rebuilt)
-        sale: shoppers' live units stay in their home segments, the unsold units are
-        spread evenly."""
-        n = limits.segments
-        held: list[list[tuple[str, int]]] = [[] for _ in range(n)]
-        for user, units in sold.held:
-            held[home(user, n)].append((user, units))
-        live = [sum(units for _, units in pairs) for pairs in held]
-        if n == 1:
-            live = [sold.live_units]
-        unsold = max(0, limits.total - sum(live))
-        if limits.total < sum(live):  # load.lua refuses it and says why
-            return [limits.total] + [0] * (n - 1), live, held
-        return [s + v for s, v in zip(shares(unsold, n), live, strict=True)], live, held
-
-    @staticmethod
-    def _changed_totals(
-        sale: str, total: int, loaded: list[int | None], stocks: list[int]
-    ) -> list[int]:
-        """Each segment's new total for a sale whose stock goes from sum(loaded) to `total`:
-        added units spread evenly, removed units taken where units are unsold."""
-        current = [t or 0 for t in loaded]
-        delta = total - sum(current)
-        if delta >= 0:
-            return [t + s for t, s in zip(current, shares(delta, len(current)), strict=True)]
-        if sum(stocks) < -delta:
-            raise StockLoadError(
-                f"sale {sale!r}: stock cannot drop to {total}: "
-                f"{sum(current) - sum(stocks)} units are already taken"
-            )
-        targets, left = list(current), -delta
-        for k in sorted(range(len(current)), key=lambda k: -stocks[k]):
-            cut = min(left, stocks[k])
-            targets[k] -= cut
-            left -= cut
-        return targets
 
     def _load_segment(
         self,
