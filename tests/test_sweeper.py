@@ -186,3 +186,23 @@ def test_sweep_waits_while_the_workers_are_behind(platform: Platform, private_qu
     assert client.lrange(private_queue, 0, -1) == [b"waiting"] * 5
     assert sweep(platform.sessions, platform.stock, client, private_queue, 0, max_backlog=5) >= 1
     assert times_queued(platform, private_queue, sale, order_id, skip=b"waiting") == 1
+
+
+def test_sweep_republishes_each_segment_of_a_spread_sale_under_its_own_name(
+    platform: Platform, private_queue: str
+) -> None:
+    from flashsale.stock import home, segment_name
+
+    sale = platform.sale(stock=30, segments=3, perUserLimit=5)
+    waiting: dict[str, set[str]] = {}
+    for i in range(12):
+        user = f"seg-{i}"
+        segment = segment_name(sale, home(user, 3))
+        waiting.setdefault(segment, set()).add(reserve_without_message(platform, segment, user))
+    assert len(waiting) == 3
+    sweep(platform.sessions, platform.stock, platform.redis, private_queue, 0)
+    queued: dict[str, set[str]] = {}
+    for name, order_ids in queued_args(platform, private_queue):
+        if name.partition("/")[0] == sale:
+            queued.setdefault(name, set()).update(order_ids)
+    assert queued == waiting
