@@ -188,3 +188,25 @@ def test_replays_and_purchases_of_one_call_follow_the_home(platform: Platform) -
     again = platform.stock.reserve_many(segment, [Purchase(user, 1, new_id(), "key")])[0]
     assert first.outcome is again.outcome is Outcome.ACCEPTED
     assert again.replayed and again.order_id == order
+
+
+def test_the_platform_figures_show_segments_and_loans(platform: Platform) -> None:
+    from flashsale.figures import PlatformFigures, families
+    from flashsale.figures.read import SaleFigures
+
+    sale = platform.sale(stock=9, segments=3)
+    platform.stock.lend(sale, lender=1, borrower=0, units=2)
+    backlog = platform.stock.backlogs([sale])[sale]
+    assert (backlog.segments, backlog.loans, backlog.remaining) == (3, 2, 9)
+    assert backlog.oldest_loan_age_seconds >= 0
+    figures = PlatformFigures(
+        sales=(SaleFigures(sale, segments=3, loans=2, oldest_loan_age_seconds=1.5),)
+    )
+    samples = {
+        (s.name, s.labels.get("sale")): s.value
+        for family in families(figures)
+        for s in family.samples
+    }
+    assert samples[("flashsale_sale_segments", sale)] == 3
+    assert samples[("flashsale_sale_loan_units", sale)] == 2
+    assert samples[("flashsale_sale_oldest_loan_age_seconds", sale)] == 1.5

@@ -70,7 +70,29 @@ def families(figures: PlatformFigures, sale_units: bool = True) -> list[Metric]:
         "Reservations and task messages put aside as never storable (rows of dead_letters)",
         labels=["sale"],
     )
+    segments = GaugeMetricFamily(
+        "flashsale_sale_segments",
+        "Hash slots (Redis Cluster masters at most) a sale's stock is spread over",
+        labels=["sale"],
+    )
+    loans = GaugeMetricFamily(
+        "flashsale_sale_loan_units",
+        "Units lent between a sale's segments and not yet settled (counted as remaining)",
+        labels=["sale"],
+    )
+    loan_age = GaugeMetricFamily(
+        "flashsale_sale_oldest_loan_age_seconds",
+        "Age of the oldest unsettled loan between a sale's segments (the sweep settles "
+        "those whose borrower went away after 30 s)",
+        labels=["sale"],
+    )
     for sale in figures.sales:
+        if sale.segments is not None:
+            segments.add_metric([sale.sale], sale.segments)
+        if sale.loans is not None:
+            loans.add_metric([sale.sale], sale.loans)
+        if sale.oldest_loan_age_seconds is not None:
+            loan_age.add_metric([sale.sale], sale.oldest_loan_age_seconds)
         if sale.remaining is not None:
             remaining.add_metric([sale.sale, "remaining"], sale.remaining)
         if sale.outbox is not None:
@@ -124,7 +146,7 @@ def families(figures: PlatformFigures, sale_units: bool = True) -> list[Metric]:
     found: list[Metric] = [up]
     if sale_units:
         found.append(remaining)
-    found += [outbox, lag, orders, order_units, returned, dead, queue]
+    found += [outbox, lag, segments, loans, loan_age, orders, order_units, returned, dead, queue]
     found += [runs, failures, last_run, last_ok]
     return found
 

@@ -32,7 +32,7 @@ from flashsale.clients import Role
 from flashsale.db.models import OrderStatus
 from flashsale.runs import RunFigures, read_runs
 from flashsale.settings import Settings
-from flashsale.stock import Stock
+from flashsale.stock import Backlog, Stock
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +63,9 @@ class SaleFigures:
     orders: Mapping[str, int] | None = None  # order rows by status (None: SQL not read)
     order_units: Mapping[str, int] | None = None  # units of those orders by status
     returned_units: int | None = None  # units of expired orders given back to Redis
+    segments: int | None = None  # hash slots its stock is spread over
+    loans: int | None = None  # units lent between its segments, not yet settled
+    oldest_loan_age_seconds: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,7 +140,7 @@ class FiguresReader:
             failed.append("database")
             log.warning("platform figures: PostgreSQL not read: %s", _short(exc))
         names = sql.names if sql is not None else self._known
-        in_redis: dict[str, tuple[int, int, float]] = {}
+        in_redis: dict[str, Backlog] = {}
         loops: dict[str, RunFigures] = {}
         try:
             in_redis, loops = self._read_redis(names)
@@ -152,13 +155,16 @@ class FiguresReader:
             log.warning("platform figures: broker not read: %s", _short(exc))
         sales = []
         for name in names:
-            remaining, outbox, age = in_redis.get(name, (None, None, None))
+            b = in_redis.get(name)
             sales.append(
                 SaleFigures(
                     sale=name,
-                    remaining=remaining,
-                    outbox=outbox,
-                    oldest_age_seconds=age,
+                    remaining=b.remaining if b else None,
+                    outbox=b.outbox if b else None,
+                    oldest_age_seconds=b.oldest_age_seconds if b else None,
+                    segments=b.segments if b else None,
+                    loans=b.loans if b else None,
+                    oldest_loan_age_seconds=b.oldest_loan_age_seconds if b else None,
                     orders=sql.orders.get(name, {}) if sql else None,
                     order_units=sql.units.get(name, {}) if sql else None,
                     returned_units=sql.returned.get(name, 0) if sql else None,
@@ -196,14 +202,8 @@ class FiguresReader:
                     dead[key] = dead.get(key, 0) + int(count)
         return _SqlFigures(tuple(sorted(orders)), orders, units, returned, dead)
 
-    def _read_redis(
-        self, names: Iterable[str]
-    ) -> tuple[dict[str, tuple[int, int, float]], dict[str, RunFigures]]:
-        figures = {
-            name: (b.remaining, b.outbox, b.oldest_age_seconds)
-            for name, b in self.stock.backlogs(names).items()
-        }
-        return figures, read_runs(self.client)
+    def _read_redis(self, names: Iterable[str]) -> tuple[dict[str, Backlog], dict[str, RunFigures]]:
+        return self.stock.backlogs(names), read_runs(self.client)
 
 
 def _short(exc: BaseException) -> str:

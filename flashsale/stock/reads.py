@@ -48,6 +48,9 @@ class Backlog:
     remaining: int
     outbox: int
     oldest_age_seconds: float
+    segments: int = 1
+    loans: int = 0  # units lent between segments, not yet settled
+    oldest_loan_age_seconds: float = 0.0  # beyond a minute: the sweep is not settling them
 
 
 def _ms(secs: Any, micros: Any) -> int:
@@ -181,15 +184,19 @@ class SaleReads:
         replies = iter(pipe.execute())
         found: dict[str, Backlog] = {}
         for sale, names in by_sale.items():
-            remaining = outbox = 0
-            age = 0.0
+            remaining = outbox = lent = 0
+            age = loan_age = 0.0
             for _ in names:
                 left, waiting, oldest, loans = (next(replies) for _ in range(4))
-                remaining += int(left or 0) + sum(units for _, _, units in loans_of(sale, loans))
+                remaining += int(left or 0)
                 outbox += int(waiting)
                 if oldest:
                     age = max(age, (now_ms - float(oldest[0][1])) / 1000)
-            found[sale] = Backlog(remaining, outbox, age)
+                for value in loans.values():
+                    _, units, at, _ = value.split(b"|")
+                    lent += int(units)
+                    loan_age = max(loan_age, (now_ms - int(at)) / 1000)
+            found[sale] = Backlog(remaining + lent, outbox, age, len(names), lent, loan_age)
         return found
 
     def read_reservations(
