@@ -29,6 +29,11 @@ from flashsale.api.server import SERVERS
     multiple=True,
     help="ASGI servers to compare [both]; the ratios use granian when it is measured.",
 )
+@click.option(
+    "--no-cluster",
+    is_flag=True,
+    help="Leave out the cluster series (a local Redis Cluster of 3 masters).",
+)
 def bench(
     quick: bool,
     out: Path,
@@ -37,6 +42,7 @@ def bench(
     connections: str | None,
     workers: int | None,
     servers: tuple[str, ...],
+    no_cluster: bool,
 ) -> None:
     """Benchmark the reservation path against the SQL row-lock design and the framework
     and Redis ceilings, in one run, on this machine."""
@@ -53,6 +59,7 @@ def bench(
         options.workers = workers
     if servers:
         options.servers = servers
+    options.cluster = not no_cluster
     if connections:
         try:
             options.connections = tuple(int(c) for c in connections.split(","))

@@ -49,6 +49,13 @@ class Options:
     size_backlog: int = 20_000
     memory_reservations: int = 100_000
     redis_requests: int = 100_000
+    # The cluster series (flashsale/bench/cluster_runs.py), at the highest concurrency.
+    cluster: bool = True
+    cluster_masters: int = 3
+    cluster_segments: tuple[int, ...] = (1, 3, 6)  # the hot sale's, in turn
+    reference_segments: tuple[int, ...] = (1, 3, 6)  # the same traffic on one Redis
+    ordinary_sales: int = 12
+    hot_share: float = 0.5  # of the requests; the ordinary sales share the rest evenly
     out_dir: Path = Path("bench/results")
     quick: bool = False
 
@@ -68,6 +75,8 @@ class Options:
             size_backlog=300,
             memory_reservations=2_000,
             redis_requests=5_000,
+            cluster_segments=(3,),
+            reference_segments=(1,),
             out_dir=out_dir,
             quick=True,
         )

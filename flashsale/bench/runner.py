@@ -12,6 +12,7 @@ from typing import Any
 from flashsale.api.server import DEFAULT_SERVER
 from flashsale.bench import scenarios
 from flashsale.bench.baseline_run import sql_baseline
+from flashsale.bench.cluster_runs import cluster_series
 from flashsale.bench.drain import worker_drain
 from flashsale.bench.http_runs import http_figures
 from flashsale.bench.machine import machine
@@ -68,6 +69,8 @@ def run_benchmark(options: Options, log: Callable[[str], None] = print) -> Path:
         )
         results |= worker_drain(run)
         results["redis_memory"] = redis_memory(run)
+        if options.cluster:
+            results["cluster_series"] = cluster_series(run, server)
         results["invariants"] = {
             "ok": all(c.passed for c in run.checks),
             "checks": [c.as_dict() for c in run.checks],

@@ -13,8 +13,10 @@
 --   BENCH_IDEM     "1": a fresh Idempotency-Key on every request
 --   BENCH_NONCE    makes this run's keys differ from every other run's
 --   BENCH_THREADS  wrk's thread count: each thread starts on its own share of the users
+--   BENCH_PATHS    file of request paths, one a line: each request takes one at random
+--                  (a path listed twice is asked twice as often); absent: the URL's path
 --
--- The path comes from the URL given to wrk.
+-- The path comes from the URL given to wrk unless BENCH_PATHS names others.
 
 local method = os.getenv("BENCH_METHOD") or "POST"
 local token_file = os.getenv("BENCH_TOKENS")
@@ -22,6 +24,7 @@ local body = os.getenv("BENCH_BODY")
 local use_idem = os.getenv("BENCH_IDEM") == "1"
 local nonce = os.getenv("BENCH_NONCE") or "0"
 local thread_count = tonumber(os.getenv("BENCH_THREADS") or "1")
+local path_file = os.getenv("BENCH_PATHS")
 
 local threads = {}
 local next_id = 1
@@ -33,6 +36,7 @@ function setup(thread)
 end
 
 local tokens = {}
+local paths = {}
 local sent = 0
 counts = {}
 
@@ -47,6 +51,16 @@ function init(args)
   -- Each thread starts on its own share of the users, so together they reach every
   -- user in one pass instead of walking in step.
   sent = math.floor((id - 1) * #tokens / thread_count)
+  if path_file then
+    for line in io.lines(path_file) do
+      if #line > 0 then
+        paths[#paths + 1] = line
+      end
+    end
+    -- At random rather than in turn, so that which user asks which path does not
+    -- follow from the two lists' lengths.
+    math.randomseed(id)
+  end
 end
 
 function request()
@@ -61,7 +75,11 @@ function request()
   if body then
     headers["Content-Type"] = "application/json"
   end
-  return wrk.format(method, nil, headers, body)
+  local path = nil
+  if #paths > 0 then
+    path = paths[math.random(#paths)]
+  end
+  return wrk.format(method, path, headers, body)
 end
 
 function response(status, headers, body)

@@ -117,6 +117,7 @@ class Load:
     body: str | None = None
     idempotency_keys: bool = False
     threads: int = 2
+    paths: Path | None = None  # a file of request paths, one taken at random per request
 
 
 def run_wrk(load: Load, nonce: str) -> WrkResult:
@@ -127,6 +128,8 @@ def run_wrk(load: Load, nonce: str) -> WrkResult:
         env["BENCH_BODY"] = load.body
     if load.idempotency_keys:
         env["BENCH_IDEM"] = "1"
+    if load.paths:
+        env["BENCH_PATHS"] = str(load.paths)
     threads = min(load.threads, load.connections)
     env["BENCH_THREADS"] = str(threads)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)

@@ -25,7 +25,7 @@ def test_quick_run_writes_every_figure_and_checks_invariants(tmp_path: Path) -> 
         env=env,
         capture_output=True,
         text=True,
-        timeout=170,
+        timeout=240,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     [result_file] = list(tmp_path.glob("*.json"))
@@ -61,6 +61,7 @@ def test_quick_run_writes_every_figure_and_checks_invariants(tmp_path: Path) -> 
         "worker_drain",
         "drain_by_size_1",
         "drain_by_size_256",
+        "cluster",
     }
     assert results["backlog_per_message"] >= 1
     assert results["servers"][default]["reservation"]["64"]["purchases_per_call"] >= 1
@@ -69,7 +70,18 @@ def test_quick_run_writes_every_figure_and_checks_invariants(tmp_path: Path) -> 
     drained = next(c for c in invariants["checks"] if c["scenario"] == "worker_drain")
     assert drained["figures"]["order_rows"] == drained["figures"]["reservations"] > 0
 
+    # The cluster series, quick: the hot sale over 3 segments on 3 masters, one Redis beside.
+    series = results["cluster_series"]
+    assert list(series["cluster"]) == ["3"] and list(series["single"]) == ["1"]
+    assert len(series["cluster"]["3"]["masters"]) == 3
+    assert series["cluster"]["3"]["redis_cpu_us_per_reservation"]["median"] > 0
+    assert {t["target"] for t in results["targets"]} >= {
+        "cluster_largest_share_vs_even",
+        "cluster_redis_cpu_vs_single",
+    }
+
     table = (tmp_path / results["table"]).read_text()
     assert "SQL row-lock baseline" in table and "## Targets" in table
+    assert "## Cluster series: 3 masters" in table
     for chart in results["charts"]:
         assert (tmp_path / chart).read_bytes().startswith(b"\x89PNG")
