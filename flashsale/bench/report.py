@@ -258,10 +258,13 @@ def markdown(results: dict[str, Any]) -> str:
     lines += [
         "",
         "CPU time per answered request, µs (median of the runs): what each answer costs "
-        "the server process, Redis and the load generator, all on the same cores.",
+        "the server process, Redis and the load generator, all on the same cores; the "
+        "server's share of one core, the whole machine's busy share, and the AOF rewrites "
+        "Redis ran during the timed runs (all runs together).",
         "",
-        "| figure | connections | server | Redis | wrk |",
-        "|---|---|---|---|---|",
+        "| figure | connections | server | Redis | wrk | server cores | machine busy "
+        "| AOF rewrites |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for name, figure in rows:
         for level, f in figure.items():
@@ -275,6 +278,11 @@ def markdown(results: dict[str, Any]) -> str:
                     "wrk_cpu_us_per_request",
                 )
             ]
+            if "server_cores" in f:  # results of earlier versions lack these
+                cpu += [f"{f['server_cores']['median']:.2f}", f"{f['machine_busy']['median']:.0%}"]
+                cpu.append(str(sum(int(r.get("aof_rewrites", 0)) for r in f["runs"])))
+            else:
+                cpu += ["—", "—", "—"]
             lines.append(f"| {name} | {level} | " + " | ".join(cpu) + " |")
     d, c = results["drain"], results["insert_ceiling"]
     lines += [

@@ -4,6 +4,7 @@ figure goes through."""
 from __future__ import annotations
 
 import dataclasses
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -13,12 +14,21 @@ from typing import Any
 from flashsale.api.server import DEFAULT_SERVER, SERVERS
 from flashsale.bench.platform import BenchPlatform
 from flashsale.bench.processes import cpu_seconds
-from flashsale.bench.stats import load_average, summarize
+from flashsale.bench.stats import busy_between, cpu_times, load_average, summarize
 from flashsale.bench.wrk import Load, WrkResult, run_wrk
 from flashsale.invariants import Check
 
 HTTP_FIELDS = ("rps", "p50_ms", "p99_ms", "errors")
-CPU_FIELDS = ("server_cpu_us_per_request", "redis_cpu_us_per_request", "wrk_cpu_us_per_request")
+CPU_FIELDS = (
+    "server_cpu_us_per_request",
+    "redis_cpu_us_per_request",
+    "wrk_cpu_us_per_request",
+    "server_cores",
+    "machine_busy",
+)
+# A timed run does not start while Redis rewrites its append-only file (the rewrite the
+# earlier runs' writes set off); it waits this long at most.
+REWRITE_WAIT_SECONDS = 60.0
 # Per-user limit and rate limit a shopper never reaches in these runs (users cycle slowly
 # enough): the script still runs its token bucket and limit checks on every call.
 SHOPPER_SPEC: dict[str, Any] = {
@@ -114,6 +124,26 @@ class Run:
     def wrk(self, load: Load) -> WrkResult:
         return run_wrk(load, uuid.uuid4().hex)
 
+    def redis_persistence(self) -> tuple[int, int]:
+        """(forks, delayed AOF fsyncs) of the benchmark's Redis so far. Every fork is an
+        AOF rewrite here (no snapshots are configured): the child copies the whole data
+        set while the runs go on, on the same cores; a delayed fsync is Redis waiting on
+        the disk."""
+        stats, persistence = (
+            self.platform.redis.info("stats"),
+            self.platform.redis.info("persistence"),
+        )
+        return int(stats.get("total_forks", 0)), int(persistence.get("aof_delayed_fsync", 0))
+
+    def wait_for_rewrite(self) -> float:
+        """Wait until no AOF rewrite is under way; the seconds waited."""
+        began = time.monotonic()
+        while time.monotonic() - began < REWRITE_WAIT_SECONDS:
+            if not int(self.platform.redis.info("persistence").get("aof_rewrite_in_progress", 0)):
+                break
+            time.sleep(0.2)
+        return round(time.monotonic() - began, 1)
+
     def measure(
         self,
         name: str,
@@ -134,11 +164,18 @@ class Run:
             after(warm, connections)
             runs = []
             for _ in range(self.options.runs):
+                waited = self.wait_for_rewrite()
+                persistence = self.redis_persistence()
+                machine = cpu_times()
                 cpu_before = (cpu_seconds(server_pids or []), cpu_seconds(redis_pids))
                 result = self.wrk(load)
                 answered = max(1, sum(result.status.values()))
                 server_cpu = cpu_seconds(server_pids or []) - cpu_before[0]
                 redis_cpu = cpu_seconds(redis_pids) - cpu_before[1]
+                busy = busy_between(machine, cpu_times())
+                forks, delayed = (
+                    a - b for a, b in zip(self.redis_persistence(), persistence, strict=True)
+                )
                 runs.append(
                     result.as_dict()
                     | {
@@ -146,6 +183,12 @@ class Run:
                         "load_average": load_average(),
                         "server_cpu_us_per_request": round(server_cpu * 1e6 / answered, 1),
                         "redis_cpu_us_per_request": round(redis_cpu * 1e6 / answered, 1),
+                        # The server's share of one core, and the whole machine's.
+                        "server_cores": round(server_cpu / max(result.seconds, 1e-3), 2),
+                        "machine_busy": busy,
+                        "aof_rewrites": forks,
+                        "aof_delayed_fsync": delayed,
+                        "waited_for_rewrite_seconds": waited,
                     }
                 )
                 after(result, connections)
