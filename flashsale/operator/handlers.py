@@ -85,6 +85,10 @@ def register(registry: kopf.OperatorRegistry, op: OperatorContext) -> None:
     # is tried again as often as the status is refreshed.
     retry = op.settings.refresh_seconds
     herald = PhaseHerald()
+    # The spec generation each sale was last loaded at, by this process. A refresh that
+    # read Redis while a slow load finished (a respread over new segments takes seconds)
+    # would otherwise write the generation it saw before back over the handler's status.
+    loaded: dict[str, int] = {}
 
     def refuse(
         body: kopf.Body,
@@ -125,6 +129,7 @@ def register(registry: kopf.OperatorRegistry, op: OperatorContext) -> None:
             raise kopf.TemporaryError(message, delay=retry) from exc
         spread = f" over {parsed.segments} segments" if parsed.segments > 1 else ""
         logger.info(f"sale {name} loaded: {remaining} of {parsed.stock} units for sale{spread}")
+        loaded[_key(body)] = _generation(meta)
         op.rescale.set()
         if sale is not None:
             publish(body, name, sale, _generation(meta), status, patch)
@@ -177,13 +182,18 @@ def register(registry: kopf.OperatorRegistry, op: OperatorContext) -> None:
         **_: Any,
     ) -> None:
         generation = _generation(meta)
-        observed = int(status.get("observedGeneration") or generation)
+
+        def observed() -> int:
+            # The newest generation loaded, asked after the reads: never one a handler has
+            # moved the status past meanwhile.
+            shown = int(status.get("observedGeneration") or generation)
+            return max(shown, loaded.get(_key(body), 0))
 
         def refused() -> bool:
             # Refused as it stands: only a new spec changes phase and conditions. Asked after
             # the reads, since a handler may refuse the spec meanwhile.
             return herald.is_refused(body, generation) or (
-                status.get("phase") == INVALID and observed == generation
+                status.get("phase") == INVALID and observed() == generation
             )
 
         try:
@@ -191,7 +201,7 @@ def register(registry: kopf.OperatorRegistry, op: OperatorContext) -> None:
         except BACKEND_ERRORS as exc:
             if not refused():
                 message = f"cannot reach Redis or PostgreSQL: {type(exc).__name__}: {exc}"
-                _write(patch, status, unavailable_status(message, observed, _now(), status))
+                _write(patch, status, unavailable_status(message, observed(), _now(), status))
             return
         if sale is None:
             return  # not loaded yet: the create handler (or its retry) does that
@@ -201,7 +211,7 @@ def register(registry: kopf.OperatorRegistry, op: OperatorContext) -> None:
             _write(patch, status, {"stock": stock_document(sale.stock)})
             op.metrics.record_sale(name, INVALID, sale.stock)
             return
-        publish(body, name, sale, observed, status, patch)
+        publish(body, name, sale, observed(), status, patch)
 
     @kopf.on.delete(*resource, id="cleanup", registry=registry, backoff=retry)
     async def sale_deleted(body: kopf.Body, name: str, logger: kopf.Logger, **_: Any) -> None:
@@ -222,6 +232,7 @@ def register(registry: kopf.OperatorRegistry, op: OperatorContext) -> None:
             ) from exc
         op.metrics.forget_sale(name)
         herald.forget(body)
+        loaded.pop(_key(body), None)
         op.rescale.set()
         logger.info(f"sale {name} ended and {removed} Redis keys removed; orders stay in SQL")
 

@@ -4,6 +4,7 @@ finalizer), and its segments can change while it sells."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -16,7 +17,7 @@ from flashsale.stock import Outcome, home, segment_name
 from flashsale.stock.keys import SaleKeys
 from tests.conftest import Platform
 from tests.helpers.wait import eventually
-from tests.operator.conftest import Cluster, Operator, crd_version
+from tests.operator.conftest import REFRESH, Cluster, Operator, crd_version
 
 StartOperator = Callable[..., Awaitable[Operator]]
 TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io"
@@ -132,6 +133,11 @@ async def test_changing_segments_on_a_live_sale_keeps_every_unit(
         buy_and_persist(platform, sale_name, 3)
         sold += 3
         await eventually(status_when(cluster, sale_name, remaining=40 - sold, pendingPayment=sold))
+
+    # Refreshes that read Redis while a respread finished never leave an older generation
+    # in the status.
+    await asyncio.sleep(REFRESH * 4)
+    assert cluster.status(sale_name)["observedGeneration"] == 3
 
 
 async def test_deleting_a_sale_of_several_segments_removes_the_keys_of_every_segment(
