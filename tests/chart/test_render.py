@@ -372,6 +372,9 @@ def test_service_monitors_and_dashboard(render: Render) -> None:
         "flashsale_loop_failures_total",
         "flashsale_loop_last_success_timestamp_seconds",
         "flashsale_request_duration_seconds_bucket",
+        "flashsale_sale_segments",
+        "flashsale_sale_loan_units",
+        "flashsale_sale_oldest_loan_age_seconds",
     ):
         assert metric in exprs, metric
     # Every API replica exports the same platform figures: panels take the max, never
