@@ -28,6 +28,11 @@ class InvalidSale(ValueError):
     """The sale's name or spec cannot be applied; the message says why."""
 
 
+class SaleHeld(InvalidSale):
+    """A respread or rebuild could not finish yet (reservations still on their way to
+    SQL): the sale stays held, and applying it again later finishes it."""
+
+
 def limits_of(spec: SaleSpec) -> SaleLimits:
     return SaleLimits(
         total=spec.stock,
@@ -162,7 +167,7 @@ def reload_from_sql(
     deadline = held_at + drain_seconds
     while stock.outbox_size(name) or time.monotonic() < held_at + quiet_seconds:
         if time.monotonic() > deadline:
-            raise InvalidSale(
+            raise SaleHeld(
                 f"sale {name!r} is held but reservations are still in flight after "
                 f"{drain_seconds:.0f}s; run the workers and `flashsale sweep`, then apply "
                 "again (purchases wait meanwhile)"

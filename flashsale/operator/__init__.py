@@ -20,7 +20,7 @@ What it does on each event, and where:
   phase change; the Prometheus gauges.
 - delete (`handlers.py`, `sale_deleted`; finalizer `flashsale.dev/cleanup`): close the
   sale in Redis so nothing more is accepted, wait until reservations already accepted are
-  in SQL, then unlink every `fs:{<sale>}:*` key. Orders stay in SQL. Then the scaling loop
+  in SQL, then unlink every key of every segment. Orders stay in SQL. Then the scaling loop
   is woken.
 - scaling loop (`scaling_loop.py`), every refresh and at once after a change: list the
   FlashSales (`kube.py`), work out the replicas and worker pace they ask for

@@ -21,7 +21,7 @@ from flashsale.operator.status import (
     stock_document,
     unavailable_status,
 )
-from flashsale.sales import InvalidSale, SaleStatus, apply_sale, sale_status
+from flashsale.sales import InvalidSale, SaleHeld, SaleStatus, apply_sale, sale_status
 from flashsale.spec import SaleSpec
 
 
@@ -121,6 +121,9 @@ def register(registry: kopf.OperatorRegistry, op: OperatorContext) -> None:
         try:
             remaining = await asyncio.to_thread(apply_sale, op.sessions, op.stock, name, parsed)
             sale = await asyncio.to_thread(sale_status, op.sessions, op.stock, name)
+        except SaleHeld as exc:  # a respread waiting for the workers: try again soon
+            logger.warning(str(exc))
+            raise kopf.TemporaryError(str(exc), delay=retry) from exc
         except InvalidSale as exc:
             raise refuse(body, name, meta, status, patch, "Refused", str(exc)) from None
         except BACKEND_ERRORS as exc:
