@@ -392,6 +392,7 @@ def test_prometheus_rule_alerts_with_the_thresholds_of_the_values(render: Render
     alerts = {r["alert"]: r for g in rule["spec"]["groups"] for r in g["rules"]}
     assert set(alerts) == {
         "FlashSalePersistLag",
+        "FlashSaleLoansUnsettled",
         "FlashSaleDeadLetters",
         "FlashSaleReaperNotRunning",
         "FlashSaleSweeperNotRunning",
@@ -405,6 +406,9 @@ def test_prometheus_rule_alerts_with_the_thresholds_of_the_values(render: Render
     assert lag["for"] == "1m"
     assert lag["labels"] == {"severity": "critical", "team": "shop"}
     assert "{{ $labels.sale }}" in lag["annotations"]["summary"]
+    loans = alerts["FlashSaleLoansUnsettled"]
+    assert loans["expr"].startswith("max by (sale) (flashsale_sale_oldest_loan_age_seconds{")
+    assert loans["expr"].endswith("> 240") and loans["for"] == "3m"
     assert "[10m]" in alerts["FlashSaleDeadLetters"]["expr"]
     reaper = alerts["FlashSaleReaperNotRunning"]["expr"]
     assert "> 300" in reaper and "absent(" in reaper and 'component="reaper"' in reaper
