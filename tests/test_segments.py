@@ -210,3 +210,19 @@ def test_the_platform_figures_show_segments_and_loans(platform: Platform) -> Non
     assert samples[("flashsale_sale_segments", sale)] == 3
     assert samples[("flashsale_sale_loan_units", sale)] == 2
     assert samples[("flashsale_sale_oldest_loan_age_seconds", sale)] == 1.5
+
+
+async def test_an_id_that_cannot_be_sent_fails_alone_in_a_spread_sale(platform: Platform) -> None:
+    from flashsale.stock import InvalidPurchase
+
+    sale = platform.sale(stock=20, segments=4)
+    fast = await _stock(platform)
+    try:
+        users = [f"ok{i}" for i in range(10)] + ["bad\ud800"]
+        results = await asyncio.gather(
+            *(fast.reserve(sale, u, 1, new_id()) for u in users), return_exceptions=True
+        )
+        assert isinstance(results[-1], InvalidPurchase)
+        assert all(getattr(r, "outcome", None) is Outcome.ACCEPTED for r in results[:-1])
+    finally:
+        await fast.close()
