@@ -226,3 +226,18 @@ async def test_an_id_that_cannot_be_sent_fails_alone_in_a_spread_sale(platform: 
         assert all(getattr(r, "outcome", None) is Outcome.ACCEPTED for r in results[:-1])
     finally:
         await fast.close()
+
+
+async def test_a_large_purchase_gathers_units_from_many_segments(platform: Platform) -> None:
+    sale = platform.sale(stock=10, segments=8, perUserLimit=10)
+    fast = await _stock(platform)
+    try:
+        assert (await fast.reserve(sale, "big", 7, new_id())).outcome is Outcome.ACCEPTED
+        assert platform.stock.remaining(sale) == 3
+        assert (await fast.reserve(sale, "other", 4, new_id())).outcome is Outcome.SOLD_OUT
+        assert platform.stock.remaining(sale) == 3  # gathered, not lost
+        assert (await fast.reserve(sale, "other", 3, new_id())).outcome is Outcome.ACCEPTED
+        assert platform.stock.remaining(sale) == 0
+        at_rest(platform, sale)
+    finally:
+        await fast.close()
