@@ -15,8 +15,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from flashsale.db.models import LIVE_STATUSES, Order, OrderStatus, Sale
 from flashsale.phase import Phase, sale_phase
-from flashsale.spec import SaleSpec, epoch_ms, is_valid_sale_name
-from flashsale.stock import SaleLimits, SoldInSql, Stock, StockLoadError
+from flashsale.spec import SaleSpec, WaitingRoom, epoch_ms, is_valid_sale_name
+from flashsale.stock import RoomLimits, SaleLimits, SoldInSql, Stock, StockLoadError
 from flashsale.timefmt import rfc3339
 
 # The longest a reserve call may wait for Redis (the API's hot-path socket timeout, or the
@@ -45,6 +45,19 @@ def limits_of(spec: SaleSpec) -> SaleLimits:
         burst=spec.rate_limit.burst,
         payment_timeout_seconds=spec.payment_timeout_seconds,
         segments=spec.segments,
+        room=room_limits(spec.waiting_room),
+    )
+
+
+def room_limits(room: WaitingRoom | None) -> RoomLimits | None:
+    if room is None:
+        return None
+    return RoomLimits(
+        opens_at_ms=epoch_ms(room.opens_at),
+        draw=room.order == "draw",
+        admit_per_second=room.admit_per_second,
+        shopping_seconds=room.shopping_seconds,
+        overbook=room.overbook,
     )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -40,6 +40,20 @@ class WorkerScale(_Spec):
     orders_per_second: float = Field(default=500.0, gt=0, alias="ordersPerSecond")
 
 
+class WaitingRoom(_Spec):
+    """A queue in front of the sale: only admitted shoppers may buy."""
+
+    # The queue opens (joins are taken); absent: when the sale starts.
+    opens_at: AwareDatetime | None = Field(default=None, alias="opensAt")
+    # draw: everyone who joined before the start is placed by a fair random draw at the
+    # start, later arrivals behind them in arrival order; fifo: arrival order throughout.
+    order: Literal["draw", "fifo"] = "draw"
+    admit_per_second: float = Field(default=50.0, gt=0, le=100_000, alias="admitPerSecond")
+    shopping_seconds: int = Field(default=120, ge=1, le=86_400, alias="shoppingSeconds")
+    # Admitted shoppers who have not bought yet never exceed remaining units x overbook.
+    overbook: float = Field(default=1.0, gt=0, le=1000)
+
+
 class SaleSpec(_Spec):
     sku: str = Field(min_length=1, max_length=255)
     stock: int = Field(ge=0, le=INT32_MAX)
@@ -56,6 +70,7 @@ class SaleSpec(_Spec):
     rate_limit: RateLimit = Field(default_factory=RateLimit, alias="rateLimit")
     api: ApiScale = Field(default_factory=ApiScale)
     worker: WorkerScale = Field(default_factory=WorkerScale)
+    waiting_room: WaitingRoom | None = Field(default=None, alias="waitingRoom")
 
     @field_validator("sku")
     @classmethod
@@ -69,6 +84,9 @@ class SaleSpec(_Spec):
     def _window_is_ordered(self) -> Self:
         if self.starts_at and self.ends_at and self.ends_at <= self.starts_at:
             raise ValueError("endsAt must be after startsAt")
+        room = self.waiting_room
+        if room and room.opens_at and self.starts_at and room.opens_at > self.starts_at:
+            raise ValueError("waitingRoom.opensAt must not be after startsAt")
         return self
 
     def as_document(self) -> dict[str, Any]:

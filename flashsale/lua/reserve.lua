@@ -10,13 +10,18 @@
 --                                  limit, rate, burst, timeout (s), inflight, live,
 --                                  segments (count, absent = 1), segment (this one's index),
 --                                  moved (units received minus units lent), moving ("1"
---                                  while the sale is respread), epoch (respreads so far)
+--                                  while the sale is respread), epoch (respreads so far),
+--                                  room ("1": only admitted shoppers may buy)
 -- KEYS[2]     fs:{seg}:stock       integer: units still for sale in this segment
 -- KEYS[3]     fs:{seg}:held        hash: user -> units held in live orders
 -- KEYS[4]     fs:{seg}:outbox      zset: order id -> reserved_at (ms), until a worker persists it
 -- KEYS[5]     broker queue list    Celery queue; written only when ARGV[1] is not empty
 -- KEYS[6]     fs:{seg}:received    zset: loan id -> when it was credited here
--- and for the i-th purchase, with j = 6 + 3 * (i - 1):
+-- KEYS[7]     fs:{seg}:adm         hash: shopper -> admitted until (ms), with a waiting room
+-- KEYS[8]     fs:{seg}:room:admitted  zset of the waiting room (first segment only):
+--                                  admitted shoppers who have not bought -> until
+-- KEYS[9]     fs:{seg}:room:shopped   zset: admitted shoppers who bought -> until
+-- and for the i-th purchase, with j = 9 + 3 * (i - 1):
 -- KEYS[j+1]   fs:{seg}:rl:<user>   hash: token bucket of this user (tokens, ts)
 -- KEYS[j+2]   fs:{seg}:idem:...    string: first answer for this user's Idempotency-Key
 -- KEYS[j+3]   fs:{seg}:r:<order>   hash: the reservation (user, qty, reserved_at, expires_at, state)
@@ -45,26 +50,30 @@
 --   {"moved"}                  this segment is not the shopper's home: nothing was decided
 --   {"late"}                   past the deadline: nothing was decided (no loan credited)
 --   {"moving"}                 the sale is being respread: nothing was decided
--- followed by three more elements: Redis's clock (epoch ms), which the caller uses to set
+--   {"not_admitted"}           the sale has a waiting room that has not let this shopper
+--                              in (or their admission ran out)
+-- followed by four more elements: Redis's clock (epoch ms), which the caller uses to set
 -- the deadlines of its next calls; the units left in this segment; the sale's number of
--- segments.
+-- segments; 1 when the sale has a waiting room, else 0.
 
 local meta_key, stock_key, held_key, outbox_key, queue_key, received_key =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local adm_key, admitted_key, shopped_key = KEYS[7], KEYS[8], KEYS[9]
 local head, tail, deadline, loans = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
-local count = (#KEYS - 6) / 3
+local count = (#KEYS - 9) / 3
 local RECEIPTS_KEPT_MS = 3600000
 
 local t = redis.call("TIME")
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local answers = {}
 
-local segments, segment = 1, 0
+local segments, segment, room = 1, 0, false
 
 local function finish()
   answers[count + 1] = now
   answers[count + 2] = tonumber(redis.call("GET", stock_key) or "0")
   answers[count + 3] = segments
+  answers[count + 4] = room and 1 or 0
   return answers
 end
 
@@ -80,7 +89,7 @@ if deadline > 0 and now > deadline then
 end
 local m = redis.call("HMGET", meta_key,
   "starts", "ends", "paused", "closed", "limit", "rate", "burst", "timeout",
-  "segments", "segment", "moving", "epoch")
+  "segments", "segment", "moving", "epoch", "room")
 if not m[5] then
   return all({"unknown_sale"})
 end
@@ -89,6 +98,7 @@ if m[11] == "1" then
 end
 segments, segment = tonumber(m[9] or "1"), tonumber(m[10] or "0")
 local epoch = m[12] or "0"
+room = m[13] == "1"
 
 -- Borrowed units join this segment's stock, each loan once however often it is presented.
 if loans ~= "" then
@@ -148,6 +158,9 @@ local function decide(rate_key, idem_key, reservation_key, user, quantity, order
   if closed then
     return {closed}
   end
+  if room and tonumber(redis.call("HGET", adm_key, user) or "0") <= now then
+    return {"not_admitted"}
+  end
 
   -- Per-user token bucket: refill by elapsed time, spend one token per request.
   local tokens = nil
@@ -191,12 +204,21 @@ local function decide(rate_key, idem_key, reservation_key, user, quantity, order
   if use_idem then
     redis.call("SET", idem_key, order_id .. "|" .. expires .. "|" .. quantity, "PX", 86400000)
   end
+  if room then
+    -- Bought: no longer in the waiting room's budget (in the first segment; the caller
+    -- tells the first segment for shoppers homed elsewhere).
+    local until_ms = redis.call("ZSCORE", admitted_key, user)
+    if until_ms then
+      redis.call("ZREM", admitted_key, user)
+      redis.call("ZADD", shopped_key, until_ms, user)
+    end
+  end
   admitted[#admitted + 1] = '\\"' .. order_id .. '\\"'
   return {"ok", order_id, expires, quantity, "0"}
 end
 
 for i = 1, count do
-  local j, a = 6 + 3 * (i - 1), 4 + 4 * (i - 1)
+  local j, a = 9 + 3 * (i - 1), 4 + 4 * (i - 1)
   answers[i] = decide(KEYS[j + 1], KEYS[j + 2], KEYS[j + 3],
     ARGV[a + 1], tonumber(ARGV[a + 2]), ARGV[a + 3], ARGV[a + 4] == "1")
 end

@@ -28,6 +28,7 @@ class Outcome(StrEnum):
     SOLD_OUT = "sold_out"
     KEY_REUSED = "key_reused"  # the Idempotency-Key was first used for another request
     LATE = "late"  # reached Redis after the caller's deadline: nothing was decided
+    NOT_ADMITTED = "not_admitted"  # the sale's waiting room has not let this shopper in
     # Between the stock layer and its callers only, never an answer of the API:
     SHORT = "short"  # the shopper's segment lacks the units: borrow, then ask again
     MOVED = "moved"  # sent to a segment that is not the shopper's home: nothing was decided
@@ -62,6 +63,17 @@ class ReserveResult:
 
 
 @dataclass(frozen=True, slots=True)
+class RoomLimits:
+    """A sale's waiting room, as queue.lua and reserve.lua enforce it."""
+
+    opens_at_ms: int  # 0: when the sale starts
+    draw: bool  # a fair draw among those who joined before the start; else first come
+    admit_per_second: float
+    shopping_seconds: int
+    overbook: float
+
+
+@dataclass(frozen=True, slots=True)
 class SaleLimits:
     """The part of a sale's spec that the reserve script enforces."""
 
@@ -75,6 +87,7 @@ class SaleLimits:
     burst: int
     payment_timeout_seconds: int
     segments: int = 1  # hash slots the stock is spread over (flashsale/stock/segments.py)
+    room: RoomLimits | None = None  # only admitted shoppers may buy (flashsale/stock/room.py)
 
 
 class StockLoadError(ValueError):
@@ -149,6 +162,7 @@ def reserve_call(
     slot."""
     k = SaleKeys(segment)
     keys = [k.meta, k.stock, k.held, k.outbox, queue_key or k.meta, k.received]
+    keys += [k.admissions, k.room_admitted, k.room_shopped]
     args: list[Any] = [message.head, message.tail] if queue_key and message else [b"", b""]
     args += [deadline_ms, ",".join(loan.credit for loan in loans)]
     for p in purchases:
@@ -164,11 +178,14 @@ class SegmentState:
     now_ms: int  # Redis's clock
     remaining: int  # units left in the segment
     segments: int  # the sale's number of segments
+    room: bool = False  # the sale has a waiting room
 
 
 def parse_answers(raw: Any, count: int) -> tuple[list[ReserveResult], SegmentState]:
     """The answers of a reserve.lua call, and the segment's state that ends them."""
-    if not isinstance(raw, list) or len(raw) != count + 3:
+    if not isinstance(raw, list) or len(raw) != count + 4:
         raise redis.ResponseError(f"reserve.lua answered {raw!r} to {count} purchases")
-    state = SegmentState(int(raw[count]), int(raw[count + 1]), int(raw[count + 2]))
+    state = SegmentState(
+        int(raw[count]), int(raw[count + 1]), int(raw[count + 2]), raw[count + 3] == 1
+    )
     return [ReserveResult.parse(answer) for answer in raw[:count]], state

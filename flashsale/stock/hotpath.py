@@ -34,8 +34,9 @@ from flashsale.stock.calls import (
 from flashsale.stock.keys import SaleKeys
 from flashsale.stock.link import REFUSED, Link, Unavailable
 from flashsale.stock.reads import loans_of
+from flashsale.stock.room import AsyncRoom
 from flashsale.stock.scripts import Scripts
-from flashsale.stock.segments import home, sale_of, segment_name, segment_names
+from flashsale.stock.segments import home, sale_of, segment_name, segment_names, split
 from flashsale.stock.wire import AnyRedis, Encoded, Route, pack_call
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,7 @@ class _Call:
 
     segment: str
     encoded: list[Encoded] = field(default_factory=list)
+    users: list[str] = field(default_factory=list)
     futures: list[asyncio.Future[ReserveResult]] = field(default_factory=list)
     loans: list[Loan] = field(default_factory=list)
     route: Route = Route()
@@ -104,6 +106,7 @@ class AsyncStock:
         self._scheduled = False
         self._answered_at = 0.0  # when the last reserve answers arrived
         self._borrowing = Borrowing(self._link)
+        self.room = AsyncRoom(self._link, self._count_of)
 
     async def reserve(
         self,
@@ -140,6 +143,7 @@ class AsyncStock:
             call = self._open[segment] = _Call(segment)
             self._pending.append(call)
         call.encoded.append(encoded)
+        call.users.append(purchase.user)
         call.futures.append(future)
         call.loans.extend(loans or ())
         self._schedule(loop)
@@ -214,6 +218,8 @@ class AsyncStock:
                     raise reply
                 results, state = parse_answers(reply, len(call.encoded))
                 self._learn_state(call.segment, state)
+                if state.room and split(call.segment)[1] != 0:
+                    self._left_the_room(call, results)
                 answered.append((call, results))
                 if self._on_call is not None:  # counted once it ran, not when re-sent
                     self._on_call(len(call.encoded))
@@ -271,6 +277,14 @@ class AsyncStock:
             call.loans,
         )
 
+    def _left_the_room(self, call: _Call, results: list[ReserveResult]) -> None:
+        """Shoppers homed outside the first segment who bought leave the waiting room's
+        budget there (reserve.lua does it itself in the first segment)."""
+        sale = sale_of(call.segment)
+        for user, result in zip(call.users, results, strict=True):
+            if result.outcome is Outcome.ACCEPTED and not result.replayed:
+                self._link.background(self.room.bought(sale, user))
+
     def _learn_state(self, segment: str, state: SegmentState) -> None:
         self._borrowing.levels[segment] = state.remaining
         self._segments[sale_of(segment)] = state.segments
@@ -306,6 +320,9 @@ class AsyncStock:
                 u for (_, _, u), r in zip(travelling, receipts, strict=True) if r is None
             )
         return totals[0], totals[1], totals[2], totals[3]
+
+    async def _count_of(self, sale: str) -> int:
+        return self._segments.get(sale) or await self._count(sale)
 
     async def _count(self, sale: str) -> int:
         count = int(await self._link.client.hget(SaleKeys(sale).meta, "segments") or 1)

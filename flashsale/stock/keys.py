@@ -44,6 +44,31 @@ class SaleKeys:
     def received(self) -> str:
         return self.prefix + "received"
 
+    @property
+    def admissions(self) -> str:
+        """Shoppers of this segment a waiting room let in -> until when (ms)."""
+        return self.prefix + "adm"
+
+    @property
+    def room_queue(self) -> str:
+        return self.prefix + "room:queue"
+
+    @property
+    def room_admitted(self) -> str:
+        return self.prefix + "room:admitted"
+
+    @property
+    def room_joined(self) -> str:
+        return self.prefix + "room:joined"
+
+    @property
+    def room_expired(self) -> str:
+        return self.prefix + "room:expired"
+
+    @property
+    def room_shopped(self) -> str:
+        return self.prefix + "room:shopped"
+
     def rate(self, user: str) -> str:
         return f"{self.prefix}rl:{user}"
 

@@ -221,9 +221,9 @@ class Link:
         self._clock_offset_ms[node] = redis_now_ms - int(time.time() * 1000)
 
     def _learn_from(self, replies: list[Any], node: str) -> None:
-        last = next((r for r in reversed(replies) if isinstance(r, list) and len(r) >= 3), None)
+        last = next((r for r in reversed(replies) if isinstance(r, list) and len(r) >= 4), None)
         if last is not None:
-            self.learn_clock(node, int(last[-3]))
+            self.learn_clock(node, int(last[-4]))
 
     async def close(self) -> None:
         await self.client.aclose()

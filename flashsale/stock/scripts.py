@@ -36,6 +36,8 @@ class Scripts(Generic[S]):
     close: S  # a sale takes no more reservations
     lend: S  # units leave one segment for another, as a loan
     settle: S  # loans the borrowing segment credited are forgotten
+    queue: S  # a shopper joins or polls a waiting room; its gate advances
+    bought: S  # admitted shoppers who bought leave the waiting room's budget
 
     @classmethod
     def register(cls, client: Any) -> Scripts[Any]:

@@ -28,7 +28,8 @@ from flashsale.stock.calls import (
 )
 from flashsale.stock.keys import SaleKeys, other_segments_pattern
 from flashsale.stock.layout import changed_totals, new_sale
-from flashsale.stock.reads import SaleReads, SyncRedis
+from flashsale.stock.reads import SyncRedis
+from flashsale.stock.room import RoomOps
 from flashsale.stock.scripts import Scripts
 from flashsale.stock.segments import home, segment_name, segment_names, split
 
@@ -44,7 +45,7 @@ class Closed:
     waiting: int  # reservations still on their way to SQL
 
 
-class Stock(SaleReads):
+class Stock(RoomOps):
     """Stock operations on one Redis or Redis Cluster (a client with the timeouts of its
     role)."""
 
@@ -124,6 +125,7 @@ class Stock(SaleReads):
         remaining = 0
         for k, name in enumerate(names):
             remaining += self._load_segment(name, k, limits, targets[k], live, held, sold, False)
+        self.configure_room(sale, limits.segments, limits.room)
         return remaining
 
     def hold(self, sale: str) -> Closed:
@@ -139,10 +141,12 @@ class Stock(SaleReads):
         epoch = int(self._client.hget(SaleKeys(sale).meta, "epoch") or 0) + 1
         targets, live, held = new_sale(limits, sold)
         names = segment_names(sale, limits.segments)
-        return sum(
+        remaining = sum(
             self._load_segment(names[k], k, limits, targets[k], live, held, sold, True, epoch)
             for k in reversed(range(limits.segments))
         )
+        self.configure_room(sale, limits.segments, limits.room)
+        return remaining
 
     def _load_segment(
         self,
