@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import redis
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -16,6 +18,9 @@ from flashsale.sales import sale_names
 from flashsale.stock import Stock
 
 RESERVED = "reserved"  # accepted in Redis, not yet in SQL
+
+
+log = logging.getLogger(__name__)
 
 
 class UnknownOrder(LookupError):
@@ -121,13 +126,23 @@ def get_order(sessions: sessionmaker[Session], stock: Stock, user: str, order_id
     )
 
 
+def _count_paid(stock: Stock, sale: str, user: str, units: int) -> None:
+    """Tell Redis these units will never come back (a waiting room closes when no unit is
+    left and none is held by an unpaid order). Lost, the room only closes later."""
+    try:
+        stock.mark_paid(sale, user, units)
+    except redis.RedisError as exc:
+        log.warning("paid units of sale %s not counted in Redis: %s", sale, exc)
+
+
 def pay_order(sessions: sessionmaker[Session], stock: Stock, user: str, order_id: str) -> str:
     """Mark the order paid. One conditional UPDATE decides a race with the reaper."""
     view = get_order(sessions, stock, user, order_id)
     if view.status == OrderStatus.REJECTED:
         raise OrderClosed(OrderStatus.REJECTED)
+    segment = stock.segment_of(view.sale, user)  # where the reservation lives
     if view.status == RESERVED and (
-        persist_reservation(sessions, stock, view.sale, view.order_id) == DEAD
+        persist_reservation(sessions, stock, segment, view.order_id) == DEAD
     ):
         raise OrderClosed(OrderStatus.REJECTED)
     oid = uuid.UUID(view.order_id)
@@ -144,6 +159,7 @@ def pay_order(sessions: sessionmaker[Session], stock: Stock, user: str, order_id
             .returning(Order.id)
         )
         if paid is not None:
+            _count_paid(stock, view.sale, user, view.quantity)
             return OrderStatus.PAID
         status = session.scalar(select(Order.status).where(Order.id == oid))
     if status is None:

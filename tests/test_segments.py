@@ -241,3 +241,18 @@ async def test_a_large_purchase_gathers_units_from_many_segments(platform: Platf
         at_rest(platform, sale)
     finally:
         await fast.close()
+
+
+async def test_paying_a_reservation_not_yet_stored_in_another_segment(platform: Platform) -> None:
+    from flashsale.orders import pay_order
+
+    sale = platform.sale(stock=6, segments=3)
+    (user,) = users_homed(1, 3, 2, "payer")
+    fast = await _stock(platform)
+    try:
+        order = new_id()
+        assert (await fast.reserve(sale, user, 1, order)).outcome is Outcome.ACCEPTED
+    finally:
+        await fast.close()
+    assert pay_order(platform.sessions, platform.stock, user, order) == "paid"
+    assert platform.stock.outbox_size(sale) == 0

@@ -38,6 +38,11 @@ _REFUSALS: dict[Outcome, tuple[int, str]] = {
     Outcome.NOT_STARTED: (409, "the sale has not started yet"),
     Outcome.ENDED: (409, "the sale has ended"),
     Outcome.PAUSED: (409, "the sale is paused"),
+    Outcome.NOT_ADMITTED: (
+        409,
+        "the sale's waiting room has not let you in (yet): join it with POST "
+        "/v1/sales/{sale}/queue and buy once it says admitted",
+    ),
 }
 # Counter children looked up once, not on every request.
 OUTCOMES = {outcome: RESERVATIONS.labels(outcome) for outcome in Outcome}

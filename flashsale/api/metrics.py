@@ -23,6 +23,11 @@ RESERVATIONS = Counter(
     "Reservation requests by outcome",
     ["outcome"],
 )
+ROOM_CALLS = Counter(
+    "flashsale_room_calls_total",
+    "Waiting-room joins and polls by what they answered",
+    ["op", "status"],
+)
 HANDOFF_FAILURES = Counter(
     "flashsale_handoff_failures_total",
     "Accepted reservations whose task publish failed (left in the outbox for sweep)",

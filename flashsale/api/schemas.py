@@ -80,3 +80,16 @@ class SaleOut(BaseModel):
     starts_at: Timestamp | None
     ends_at: Timestamp | None
     stock: StockOut
+
+
+class QueueOut(BaseModel):
+    """A shopper's place in a sale's waiting room (`admitted_until` on GET only)."""
+
+    sale: str
+    status: Literal["waiting", "admitted", "expired", "sold_out"]
+    position: int | None  # 1 = next in; null while the draw is pending
+    ahead: int | None
+    estimated_wait_seconds: float | None
+    chance: float  # units still possible over shoppers ahead (and you), at most 1
+    poll_after_seconds: int
+    admitted_until: datetime | None = None

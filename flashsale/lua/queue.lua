@@ -26,7 +26,8 @@
 -- ARGV[3]  units for sale over all segments, or "" to read this segment's (one segment)
 -- ARGV[4]  units held by unpaid orders over all segments, or "" to read this segment's
 --
--- Returns {status, position, ahead, admitted_until, possible, waiting, now}: status is
+-- Returns {status, position, ahead, admitted_until, possible, waiting, now, rate in
+-- thousandths of a shopper per second}: status is
 -- "waiting", "admitted", "expired" or "sold_out" (the shopper's), or one of "not_open",
 -- "ended", "unknown_sale", "no_waiting_room", "not_in_queue"; position is 0 while the
 -- draw is pending (before the start) or when not waiting; possible is the units still
@@ -44,8 +45,11 @@ local m = redis.call("HMGET", meta_key, "starts", "ends", "closed", "room", "roo
   "room_draw", "room_rate", "room_shop", "room_overbook", "room_seed", "room_last",
   "room_tokens", "live", "inflight", "paid", "limit")
 
+local rate_milli = math.floor(tonumber(m[7] or "0") * 1000)
+
 local function answer(status, position, ahead, until_ms, possible, waiting)
-  return {status, position or 0, ahead or 0, until_ms or 0, possible or 0, waiting or 0, now}
+  return {status, position or 0, ahead or 0, until_ms or 0, possible or 0, waiting or 0, now,
+    rate_milli}
 end
 
 if not m[16] then

@@ -14,7 +14,7 @@ from redis.cluster import RedisCluster
 
 from flashsale.stock.calls import text_of
 from flashsale.stock.keys import SaleKeys
-from flashsale.stock.segments import segment_name, segment_names
+from flashsale.stock.segments import home, segment_name, segment_names
 
 PAGE = 1000
 RESERVATION_FIELDS = ("user", "qty", "reserved_at", "expires_at", "state")
@@ -79,6 +79,10 @@ class SaleReads:
     def segments(self, sale: str) -> int:
         """How many segments the sale's stock is spread over (1 when Redis has no sale)."""
         return int(self._client.hget(SaleKeys(sale).meta, "segments") or 1)
+
+    def segment_of(self, sale: str, user: str) -> str:
+        """The segment holding `user`'s state (and reservations) in `sale`."""
+        return segment_name(sale, home(user, self.segments(sale)))
 
     def segment_names(self, sale: str) -> list[str]:
         return segment_names(sale, self.segments(sale))

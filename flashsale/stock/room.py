@@ -37,10 +37,11 @@ class RoomAnswer:
     possible: int  # units for sale plus held by unpaid orders
     waiting: int  # shoppers in the queue
     now_ms: int
+    rate_milli: int  # admitPerSecond x 1000
 
     @classmethod
     def parse(cls, raw: list[Any]) -> RoomAnswer:
-        return cls(text_of(raw[0]), *(int(x) for x in raw[1:7]))
+        return cls(text_of(raw[0]), *(int(x) for x in raw[1:8]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,8 +148,7 @@ class RoomOps(SaleReads):
     def mark_paid(self, sale: str, user: str, units: int) -> None:
         """Units of a paid order never come back: the waiting room closes when no unit is
         left and none is held by an unpaid order."""
-        segment = segment_name(sale, home(user, self.segments(sale)))
-        self._client.hincrby(SaleKeys(segment).meta, "paid", units)
+        self._client.hincrby(SaleKeys(self.segment_of(sale, user)).meta, "paid", units)
 
 
 class AsyncRoom:

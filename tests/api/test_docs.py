@@ -17,6 +17,8 @@ ASSET = re.compile(r"""(?:src|href)\s*=\s*["']([^"']+)["']|url:\s*["']([^"']+)["
 # Operations a shopper calls with a token (DESIGN.md, HTTP API).
 PROTECTED = {
     ("post", "/v1/sales/{sale}/reservations"),
+    ("post", "/v1/sales/{sale}/queue"),
+    ("get", "/v1/sales/{sale}/queue"),
     ("get", "/v1/orders/{order_id}"),
     ("post", "/v1/orders/{order_id}/payment"),
 }
