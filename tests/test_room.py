@@ -202,3 +202,34 @@ async def test_a_room_over_segments_admits_in_each_shoppers_home(platform: Platf
         assert segment_name(sale, 2).endswith("/2")
     finally:
         await fast.close()
+
+
+def test_the_draw_lets_in_by_place_then_later_arrivals_in_order(platform: Platform) -> None:
+    sale = platform.sale(
+        stock=100, startsAt=at(1.5), waitingRoom=room(order="draw", admitPerSecond=20)
+    )
+    early = [f"early{i}" for i in range(8)]
+    for user in early:
+        assert platform.stock.join(sale, user).position == 0  # the draw is pending
+    time.sleep(1.6)
+    late = ["late1", "late2"]
+    for user in late:
+        platform.stock.join(sale, user)
+    seed, joined = platform.stock.draw_entrants(sale)
+    assert seed is not None
+    drawn = sorted(early, key=lambda u: (draw_place(seed, u), u))
+    until: dict[str, int] = {}
+    deadline = time.monotonic() + 10
+    while len(until) < 10 and time.monotonic() < deadline:
+        for user in early + late:
+            answer = platform.stock.poll(sale, user)
+            if user not in until and answer.status == "admitted":
+                until[user] = answer.admitted_until_ms
+        time.sleep(0.02)
+    # One call lets in at most one shopper at this rate: the order of their deadlines is
+    # the order they were let in (a tie within a millisecond keeps the expected order).
+    expected = drawn + late
+    assert sorted(until, key=lambda u: (until[u], expected.index(u))) == expected
+    figures = platform.stock.room_figures(sale)
+    assert figures is not None and figures.draw_seed == seed
+    assert figures.draw_commitment is not None
