@@ -233,3 +233,19 @@ def test_the_draw_lets_in_by_place_then_later_arrivals_in_order(platform: Platfo
     figures = platform.stock.room_figures(sale)
     assert figures is not None and figures.draw_seed == seed
     assert figures.draw_commitment is not None
+
+
+async def test_an_id_that_cannot_be_sent_fails_alone_among_joiners(platform: Platform) -> None:
+    from flashsale.stock import InvalidPurchase
+
+    sale = platform.sale(stock=5, waitingRoom=room())
+    fast = AsyncStock(redis.asyncio.Redis.from_url(platform.redis_url))
+    try:
+        users = [f"j{i}" for i in range(20)] + ["bad\ud800"]
+        answers = await asyncio.gather(
+            *(fast.room.join(sale, u) for u in users), return_exceptions=True
+        )
+        assert isinstance(answers[-1], InvalidPurchase)
+        assert {getattr(a, "status", None) for a in answers[:-1]} <= {"waiting", "admitted"}
+    finally:
+        await fast.close()

@@ -1,4 +1,7 @@
--- queue.lua: a shopper joins or polls a sale's waiting room; the gate advances.
+-- queue.lua: shoppers join or poll a sale's waiting room; the gate advances.
+--
+-- One call answers every join and poll of one moment (the API sends them together), each
+-- as if it came alone, in order, after the gate advanced once.
 --
 -- The gate needs no loop: every call first lets in as many waiting shoppers as the clock
 -- allows since the last call (at most admitPerSecond, a short burst of at most a
@@ -21,13 +24,15 @@
 -- KEYS[8]  fs:{sale}:adm            hash: shopper -> admitted until (ms), what reserve.lua
 --                                   checks (the shoppers homed in this segment)
 --
--- ARGV[1]  "join" or "poll"
--- ARGV[2]  user id
--- ARGV[3]  units for sale over all segments, or "" to read this segment's (one segment)
--- ARGV[4]  units held by unpaid orders over all segments, or "" to read this segment's
+-- ARGV[1]  units for sale over all segments, or "" to read this segment's (one segment)
+-- ARGV[2]  units held by unpaid orders over all segments, or "" to read this segment's
+-- and for the i-th shopper, with a = 2 + 2 * (i - 1):
+-- ARGV[a+1]  "join" or "poll"
+-- ARGV[a+2]  user id
 --
--- Returns {status, position, ahead, admitted_until, possible, waiting, now, rate in
--- thousandths of a shopper per second}: status is
+-- Returns one answer per shopper, in order, each {status, position, ahead,
+-- admitted_until, possible, waiting, now, rate in thousandths of a shopper per second}:
+-- status is
 -- "waiting", "admitted", "expired" or "sold_out" (the shopper's), or one of "not_open",
 -- "ended", "unknown_sale", "no_waiting_room", "not_in_queue"; position is 0 while the
 -- draw is pending (before the start) or when not waiting; possible is the units still
@@ -35,7 +40,7 @@
 
 local meta_key, stock_key, queue_key, admitted_key, joined_key, expired_key, shopped_key,
   adm_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
-local op, user = ARGV[1], ARGV[2]
+local count = (#ARGV - 2) / 2
 -- Places: a draw score is below 2^52 (52 bits of SHA-1); later arrivals go behind them.
 local BEHIND_THE_DRAW = 4503599627370496
 
@@ -52,11 +57,19 @@ local function answer(status, position, ahead, until_ms, possible, waiting)
     rate_milli}
 end
 
+local function all(status)
+  local answers = {}
+  for i = 1, count do
+    answers[i] = answer(status)
+  end
+  return answers
+end
+
 if not m[16] then
-  return answer("unknown_sale")
+  return all("unknown_sale")
 end
 if m[4] ~= "1" then
-  return answer("no_waiting_room")
+  return all("no_waiting_room")
 end
 local starts, ends = tonumber(m[1]), tonumber(m[2])
 local opens = tonumber(m[5])
@@ -66,8 +79,8 @@ end
 local draw = m[6] == "1"
 local rate, shop, overbook = tonumber(m[7]), tonumber(m[8]) * 1000, tonumber(m[9])
 
-local remaining = tonumber(ARGV[3] ~= "" and ARGV[3] or redis.call("GET", stock_key) or "0")
-local unpaid = tonumber(ARGV[4] ~= "" and ARGV[4] or
+local remaining = tonumber(ARGV[1] ~= "" and ARGV[1] or redis.call("GET", stock_key) or "0")
+local unpaid = tonumber(ARGV[2] ~= "" and ARGV[2] or
   ((tonumber(m[13] or "0") + tonumber(m[14] or "0")) - tonumber(m[15] or "0")))
 unpaid = math.max(0, unpaid)
 local possible = remaining + unpaid
@@ -106,7 +119,7 @@ if now >= starts and not ended then
 end
 
 local waiting = redis.call("ZCARD", queue_key)
-local function status_of(joining)
+local function status_of(user)
   local until_ms = tonumber(redis.call("ZSCORE", admitted_key, user) or
     redis.call("ZSCORE", shopped_key, user) or "0")
   if until_ms > now then
@@ -128,30 +141,39 @@ local function status_of(joining)
   return answer("waiting", rank + 1, rank, 0, possible, waiting)
 end
 
-local found = status_of(false)
-if found then
-  return found
+local function one(op, user)
+  local found = status_of(user)
+  if found then
+    return found
+  end
+  if op ~= "join" then
+    return answer("not_in_queue", 0, 0, 0, possible, waiting)
+  end
+  if now < opens then
+    return answer("not_open", 0, 0, 0, possible, waiting)
+  end
+  if ended then
+    return answer("ended", 0, 0, 0, possible, waiting)
+  end
+  if sold_out then
+    return answer("sold_out", 0, 0, 0, possible, waiting)
+  end
+  local place
+  if draw and now < starts then
+    -- A place no one can predict before the seed is revealed, the same for every join.
+    place = tonumber(string.sub(redis.sha1hex(m[10] .. ":" .. user), 1, 13), 16)
+  else
+    place = BEHIND_THE_DRAW + redis.call("HINCRBY", meta_key, "room_seq", 1)
+  end
+  redis.call("ZADD", queue_key, "NX", place, user)
+  redis.call("ZADD", joined_key, "NX", place, user)
+  waiting = redis.call("ZCARD", queue_key)
+  return status_of(user)
 end
-if op ~= "join" then
-  return answer("not_in_queue", 0, 0, 0, possible, waiting)
+
+local answers = {}
+for i = 1, count do
+  local a = 2 + 2 * (i - 1)
+  answers[i] = one(ARGV[a + 1], ARGV[a + 2])
 end
-if now < opens then
-  return answer("not_open", 0, 0, 0, possible, waiting)
-end
-if ended then
-  return answer("ended", 0, 0, 0, possible, waiting)
-end
-if sold_out then
-  return answer("sold_out", 0, 0, 0, possible, waiting)
-end
-local place
-if draw and now < starts then
-  -- A place no one can predict before the seed is revealed, the same for every join.
-  place = tonumber(string.sub(redis.sha1hex(m[10] .. ":" .. user), 1, 13), 16)
-else
-  place = BEHIND_THE_DRAW + redis.call("HINCRBY", meta_key, "room_seq", 1)
-end
-redis.call("ZADD", queue_key, "NX", place, user)
-redis.call("ZADD", joined_key, "NX", place, user)
-waiting = redis.call("ZCARD", queue_key)
-return status_of(true)
+return answers

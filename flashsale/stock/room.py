@@ -8,6 +8,7 @@ polls is what moves it, and with no one polling no one needs letting in."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import secrets
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from typing import Any
 
 import redis
 
-from flashsale.stock.calls import RoomLimits, text_of
+from flashsale.stock.calls import InvalidPurchase, RoomLimits, text_of
 from flashsale.stock.keys import SaleKeys
 from flashsale.stock.link import Link
 from flashsale.stock.reads import SaleReads
@@ -105,8 +106,8 @@ class RoomOps(SaleReads):
         return self._queue_call("poll", sale, user)
 
     def _queue_call(self, op: str, sale: str, user: str) -> RoomAnswer:
-        raw = self._scripts.queue(keys=room_keys(sale), args=[op, user, "", ""])
-        return RoomAnswer.parse(raw)
+        raw = self._scripts.queue(keys=room_keys(sale), args=["", "", op, user])
+        return RoomAnswer.parse(raw[0])
 
     def room_figures(self, sale: str) -> RoomFigures | None:
         k = SaleKeys(sale)
@@ -151,14 +152,22 @@ class RoomOps(SaleReads):
         self._client.hincrby(SaleKeys(self.segment_of(sale, user)).meta, "paid", units)
 
 
+# One join or poll waiting for its call: (op, user, its answer).
+_Ask = tuple[str, str, "asyncio.Future[RoomAnswer]"]
+
+
 class AsyncRoom:
-    """Joins and polls from the API. One segment: one queue.lua call. Several: the units
-    of every segment are read first (one write per master), then queue.lua decides with
-    them, and an admitted shopper's admission is copied into their home segment."""
+    """Joins and polls from the API, those of one moment in one queue.lua call per sale
+    (at most CALL_SIZE each), as reservations are. One segment: that call is all. Several:
+    the units of every segment are read first (one write per master), queue.lua decides
+    with them, and an admitted shopper's admission is copied into their home segment."""
+
+    CALL_SIZE = 512
 
     def __init__(self, link: Link, segments_of: Any) -> None:
         self._link = link
         self._segments_of = segments_of  # sale -> its number of segments, as last seen
+        self._pending: dict[str, list[_Ask]] = {}
 
     async def join(self, sale: str, user: str) -> RoomAnswer:
         return await self._call("join", sale, user)
@@ -167,37 +176,67 @@ class AsyncRoom:
         return await self._call("poll", sale, user)
 
     async def _call(self, op: str, sale: str, user: str) -> RoomAnswer:
+        try:  # alone, before it shares a call with other shoppers
+            user.encode()
+        except UnicodeEncodeError:
+            raise InvalidPurchase("the user id is not valid Unicode") from None
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[RoomAnswer] = loop.create_future()
+        if not self._pending:
+            loop.call_soon(self._flush)
+        self._pending.setdefault(sale, []).append((op, user, future))
+        answer = await future
         count = await self._segments_of(sale)
-        remaining = unpaid = ""
-        if count > 1:
-            names = segment_names(sale, count)
-            reads = []
-            for name in names:
-                reads.append((name, pack("GET", SaleKeys(name).stock)))
-                reads.append((name, pack("HMGET", SaleKeys(name).meta, "inflight", "live", "paid")))
-            replies = await self._link.read(reads)
-            remaining = str(sum(int(r or 0) for r in replies[0::2]))
-            held = sum(int(i or 0) + int(v or 0) - int(p or 0) for i, v, p in replies[1::2])
-            unpaid = str(max(0, held))
-        raw = await self._link.script_call(
-            "queue", sale, room_keys(sale), [op, user, remaining, unpaid]
-        )
-        answer = RoomAnswer.parse(raw)
         index = home(user, count)
         if answer.status == "admitted" and index != 0:
             # Copied on every poll that finds the shopper admitted: a copy lost to a crash
             # is made again by the next poll, which is how the shopper learns it anyway.
             name = segment_name(sale, index)
-            await self._link.read(
-                [(name, pack("HSET", SaleKeys(name).admissions, user, answer.admitted_until_ms))]
-            )
+            until = answer.admitted_until_ms
+            await self._link.read([(name, pack("HSET", SaleKeys(name).admissions, user, until))])
         return answer
+
+    def _flush(self) -> None:
+        batch, self._pending = self._pending, {}
+        for sale, items in batch.items():
+            for first in range(0, len(items), self.CALL_SIZE):
+                self._link.background(self._send(sale, items[first : first + self.CALL_SIZE]))
+
+    async def _send(
+        self, sale: str, items: list[tuple[str, str, asyncio.Future[RoomAnswer]]]
+    ) -> None:
+        try:
+            count = await self._segments_of(sale)
+            remaining = unpaid = ""
+            if count > 1:
+                remaining, unpaid = await self._units(sale, count)
+            args = [remaining, unpaid, *(part for op, user, _ in items for part in (op, user))]
+            raw = await self._link.script_call("queue", sale, room_keys(sale), args)
+            answers = [RoomAnswer.parse(one) for one in raw]
+        except Exception as exc:  # noqa: BLE001 - every waiting shopper gets the error
+            for _, _, future in items:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        for (_, _, future), answer in zip(items, answers, strict=True):
+            if not future.done():
+                future.set_result(answer)
+
+    async def _units(self, sale: str, count: int) -> tuple[str, str]:
+        """Units for sale, and held by unpaid orders, over every segment."""
+        reads = []
+        for name in segment_names(sale, count):
+            reads.append((name, pack("GET", SaleKeys(name).stock)))
+            reads.append((name, pack("HMGET", SaleKeys(name).meta, "inflight", "live", "paid")))
+        replies = await self._link.read(reads)
+        remaining = sum(int(r or 0) for r in replies[0::2])
+        held = sum(int(i or 0) + int(v or 0) - int(p or 0) for i, v, p in replies[1::2])
+        return str(remaining), str(max(0, held))
 
     async def bought(self, sale: str, user: str) -> None:
         """A shopper homed outside the first segment bought: out of the room's budget."""
         try:
-            await self._link.script_call(
-                "bought", sale, [SaleKeys(sale).room_admitted, SaleKeys(sale).room_shopped], [user]
-            )
+            k = SaleKeys(sale)
+            await self._link.script_call("bought", sale, [k.room_admitted, k.room_shopped], [user])
         except redis.RedisError:
             pass  # the admission runs out on its own, and frees its budget then
