@@ -49,7 +49,7 @@ def resolve(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
     if "$ref" in node:
         return defs[node["$ref"].split("/")[-1]]  # type: ignore[no-any-return]
     if "anyOf" in node:  # Optional[...]: the non-null branch
-        return next(n for n in node["anyOf"] if n.get("type") != "null")
+        return resolve(next(n for n in node["anyOf"] if n.get("type") != "null"), defs)
     return node
 
 
@@ -94,7 +94,7 @@ def test_printer_columns_for_kubectl_get_fs() -> None:
     ]
 
 
-def test_wide_output_adds_the_window_the_segments_and_the_message() -> None:
+def test_wide_output_adds_the_window_the_segments_the_queue_and_the_message() -> None:
     wide = [
         (c["name"], c["type"], c["jsonPath"])
         for c in VERSION["additionalPrinterColumns"]
@@ -104,8 +104,32 @@ def test_wide_output_adds_the_window_the_segments_and_the_message() -> None:
         ("STARTS", "string", ".spec.startsAt"),
         ("ENDS", "string", ".spec.endsAt"),
         ("SEGMENTS", "integer", ".spec.segments"),
+        ("WAITING", "integer", ".status.waitingRoom.waiting"),
+        ("ADMITTED", "integer", ".status.waitingRoom.admitted"),
         ("MESSAGE", "string", ".status.message"),
     ]
+
+
+def test_a_waiting_room_is_optional_and_its_fields_default_like_the_model() -> None:
+    assert "waitingRoom" not in with_defaults({"sku": "TV", "stock": 10})
+    given = {"sku": "TV", "stock": 10, "waitingRoom": {}}
+    assert with_defaults(given) == SaleSpec.model_validate(given).as_document()
+    assert with_defaults(given)["waitingRoom"] == {
+        "order": "draw",
+        "admitPerSecond": 50.0,
+        "shoppingSeconds": 120,
+        "overbook": 1.0,
+    }
+    room = {
+        "opensAt": "2026-11-27T08:45:00Z",
+        "order": "fifo",
+        "admitPerSecond": 100000,
+        "shoppingSeconds": 86400,
+        "overbook": 1000,
+    }
+    document = sale(sku="TV", stock=10, startsAt="2026-11-27T09:00:00Z", waitingRoom=room)
+    assert errors(document) == []
+    SaleSpec.model_validate(document["spec"])
 
 
 def test_segments_are_bounded_like_the_model_and_default_to_one() -> None:
@@ -129,14 +153,19 @@ def test_spec_fields_match_the_sale_model() -> None:
             theirs = resolve(pydantic["properties"][field], defs)
             path = f"{where}.{field}"
             assert ours["type"] == theirs["type"], path
+            default = pydantic["properties"][field].get("default")
+            optional = "anyOf" in pydantic["properties"][field] and default is None
             if ours["type"] == "object":
                 compare(ours, theirs, path)
-                assert ours["default"] == {}, (
-                    f"{path}: nested defaults apply only under a {{}} default"
-                )
+                if optional:  # absent unless given (a waiting room)
+                    assert "default" not in ours, f"{path}: an optional object has no default"
+                else:
+                    assert ours["default"] == {}, (
+                        f"{path}: nested defaults apply only under a {{}} default"
+                    )
                 continue
-            default = pydantic["properties"][field].get("default")
             assert ours.get("default") == default, path
+            assert ours.get("enum") == theirs.get("enum"), f"{path} enum"
             for bound in ("maxLength", "minLength"):
                 assert ours.get(bound) == theirs.get(bound), f"{path} {bound}"
             if "format" in theirs or ours.get("format") == "date-time":
@@ -199,6 +228,35 @@ def test_examples_are_valid_sales(path: Any) -> None:
         # One sale's stock spreads over 1 to 64 hash slots.
         ({"sku": "TV", "stock": 10, "segments": 0}, "less than the minimum of 1"),
         ({"sku": "TV", "stock": 10, "segments": 65}, "greater than the maximum of 64"),
+        # The waiting room's bounds.
+        ({"sku": "TV", "stock": 10, "waitingRoom": {"order": "lottery"}}, "is not one of"),
+        (
+            {"sku": "TV", "stock": 10, "waitingRoom": {"admitPerSecond": 0}},
+            "less than or equal to the minimum",
+        ),
+        (
+            {"sku": "TV", "stock": 10, "waitingRoom": {"admitPerSecond": 100001}},
+            "greater than the maximum of 100000",
+        ),
+        (
+            {"sku": "TV", "stock": 10, "waitingRoom": {"shoppingSeconds": 0}},
+            "less than the minimum of 1",
+        ),
+        (
+            {"sku": "TV", "stock": 10, "waitingRoom": {"shoppingSeconds": 86401}},
+            "greater than the maximum of 86400",
+        ),
+        (
+            {"sku": "TV", "stock": 10, "waitingRoom": {"shoppingSeconds": 1.5}},
+            "is not of type 'integer'",
+        ),
+        ({"sku": "TV", "stock": 10, "waitingRoom": {"overbook": 0}}, "less than or equal"),
+        (
+            {"sku": "TV", "stock": 10, "waitingRoom": {"overbook": 1001}},
+            "greater than the maximum of 1000",
+        ),
+        ({"sku": "TV", "stock": 10, "waitingRoom": {"opensAt": "soon"}}, "is not a 'date-time'"),
+        ({"sku": "TV", "stock": 10, "waitingRoom": {"seats": 5}}, "'seats' was unexpected"),
         ({"sku": "TV\x00", "stock": 10}, "does not match"),
         ({"sku": "line\nbreak", "stock": 10}, "does not match"),
     ],
@@ -218,14 +276,36 @@ def test_a_sale_without_spec_is_refused() -> None:
     assert "'spec' is a required property" in errors(document)
 
 
-def test_window_order_is_checked_by_a_validation_rule() -> None:
+def test_window_order_is_checked_by_validation_rules() -> None:
     rules = SPEC_SCHEMA["x-kubernetes-validations"]
     assert rules == [
         {
             "rule": "!has(self.startsAt) || !has(self.endsAt) || self.endsAt > self.startsAt",
             "message": "endsAt must be after startsAt",
-        }
+        },
+        {
+            "rule": "!has(self.waitingRoom) || !has(self.waitingRoom.opensAt) || "
+            "!has(self.startsAt) || self.waitingRoom.opensAt <= self.startsAt",
+            "message": "waitingRoom.opensAt must not be after startsAt",
+        },
     ]
+    with pytest.raises(ValidationError, match="waitingRoom.opensAt must not be after startsAt"):
+        SaleSpec.model_validate(
+            {
+                "sku": "TV",
+                "stock": 1,
+                "startsAt": "2026-11-27T09:00:00Z",
+                "waitingRoom": {"opensAt": "2026-11-27T09:00:01Z"},
+            }
+        )
+    SaleSpec.model_validate(  # opening when the sale starts is allowed
+        {
+            "sku": "TV",
+            "stock": 1,
+            "startsAt": "2026-11-27T09:00:00Z",
+            "waitingRoom": {"opensAt": "2026-11-27T09:00:00Z"},
+        }
+    )
     with pytest.raises(ValidationError, match="endsAt must be after startsAt"):
         SaleSpec.model_validate(
             {
@@ -269,6 +349,18 @@ def test_status_schema_takes_what_the_operator_writes() -> None:
         ],
     }
     assert errors(document) == []
+    document["status"]["waitingRoom"] = {
+        "waiting": 120,
+        "admitted": 40,
+        "admissions": 65,
+        "expired": 3,
+        "drawCommitment": "a" * 64,
+        "drawSeed": "b" * 64,
+    }
+    assert errors(document) == []
+    document["status"]["waitingRoom"]["drawCommitment"] = "not-a-digest"
+    assert any("does not match" in e for e in errors(document))
+    document["status"]["waitingRoom"]["drawCommitment"] = "a" * 64
     for phase in ("Scheduled", "Active", "SoldOut", "Ended", "Paused", "Invalid"):
         document["status"]["phase"] = phase
         assert errors(document) == []
