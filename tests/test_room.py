@@ -249,3 +249,25 @@ async def test_an_id_that_cannot_be_sent_fails_alone_among_joiners(platform: Pla
         assert {getattr(a, "status", None) for a in answers[:-1]} <= {"waiting", "admitted"}
     finally:
         await fast.close()
+
+
+async def test_a_respread_keeps_the_queue_and_the_admissions(platform: Platform) -> None:
+    from flashsale.sales import reload_from_sql
+    from flashsale.spec import SaleSpec
+
+    doc = {"sku": "R", "stock": 10, "perUserLimit": 1, "waitingRoom": room(admitPerSecond=1)}
+    sale = platform.sale(**{k: v for k, v in doc.items() if k != "sku"})
+    for user in ("r1", "r2", "r3"):
+        platform.stock.join(sale, user)
+    assert platform.stock.poll(sale, "r1").status == "admitted"
+    spec = SaleSpec.model_validate(doc | {"segments": 3})
+    reload_from_sql(platform.sessions, platform.stock, sale, spec, 10.0, 0.1)
+    fast = AsyncStock(redis.asyncio.Redis.from_url(platform.redis_url))
+    await fast.sync_clock()
+    try:
+        assert (await fast.room.poll(sale, "r1")).status == "admitted"
+        assert (await fast.room.poll(sale, "r3")).status == "waiting"
+        result = await fast.reserve(sale, "r1", 1, new_id())
+        assert result.outcome is Outcome.ACCEPTED, result
+    finally:
+        await fast.close()

@@ -123,6 +123,9 @@ local function status_of(user)
   local until_ms = tonumber(redis.call("ZSCORE", admitted_key, user) or
     redis.call("ZSCORE", shopped_key, user) or "0")
   if until_ms > now then
+    -- Written again for whoever asks (a respread loads the segments afresh): what
+    -- reserve.lua checks for shoppers homed here; the API copies it to other homes.
+    redis.call("HSET", adm_key, user, until_ms)
     return answer("admitted", 0, 0, until_ms, possible, waiting)
   end
   if redis.call("SISMEMBER", expired_key, user) == 1 then

@@ -259,15 +259,17 @@ class Stock(RoomOps):
 
     def remove_sale(self, sale: str, keep_meta: bool = False) -> int:
         """Unlink every key of every segment of the sale (SCAN + UNLINK in batches, so a
-        big sale never blocks Redis), but the first segment's meta when `keep_meta` (it
-        keeps a held sale held); returns how many were removed. Orders stay in SQL."""
+        big sale never blocks Redis), but the first segment's meta and waiting room when
+        `keep_meta` (a held sale stays held, its shoppers keep their places); returns how
+        many were removed. Orders stay in SQL."""
         removed = 0
-        kept = SaleKeys(sale).meta.encode() if keep_meta else None
+        first = SaleKeys(sale)
+        kept = (first.meta.encode(), (first.prefix + "room:").encode()) if keep_meta else None
         for pattern in (SaleKeys(sale).pattern, other_segments_pattern(sale)):
             batch: list[bytes] = []
             for key in self._client.scan_iter(match=pattern, count=UNLINK_BATCH):
-                if key == kept:
-                    continue
+                if kept and (key == kept[0] or key.startswith(kept[1])):
+                    continue  # the meta keeps the sale held, the room keeps its queue
                 batch.append(key)
                 if len(batch) >= UNLINK_BATCH:
                     removed += self._unlink(batch)
