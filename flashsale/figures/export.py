@@ -86,7 +86,34 @@ def families(figures: PlatformFigures, sale_units: bool = True) -> list[Metric]:
         "those whose borrower went away after 30 s)",
         labels=["sale"],
     )
+    waiting = GaugeMetricFamily(
+        "flashsale_room_waiting",
+        "Shoppers in a sale's waiting room (the queue's length)",
+        labels=["sale"],
+    )
+    admitted = GaugeMetricFamily(
+        "flashsale_room_admitted",
+        "Shoppers a sale's waiting room let in who have not bought yet (at most remaining "
+        "units x overbook)",
+        labels=["sale"],
+    )
+    admissions = CounterMetricFamily(
+        "flashsale_room_admissions",
+        "Shoppers a sale's waiting room let in",
+        labels=["sale"],
+    )
+    expiries = CounterMetricFamily(
+        "flashsale_room_expiries",
+        "Admissions that ran out unused after shoppingSeconds (their place in the budget "
+        "went to the next shopper)",
+        labels=["sale"],
+    )
     for sale in figures.sales:
+        if sale.room is not None:
+            waiting.add_metric([sale.sale], sale.room.waiting)
+            admitted.add_metric([sale.sale], sale.room.admitted)
+            admissions.add_metric([sale.sale], sale.room.admissions)
+            expiries.add_metric([sale.sale], sale.room.expiries)
         if sale.segments is not None:
             segments.add_metric([sale.sale], sale.segments)
         if sale.loans is not None:
@@ -147,6 +174,7 @@ def families(figures: PlatformFigures, sale_units: bool = True) -> list[Metric]:
     if sale_units:
         found.append(remaining)
     found += [outbox, lag, segments, loans, loan_age, orders, order_units, returned, dead, queue]
+    found += [waiting, admitted, admissions, expiries]
     found += [runs, failures, last_run, last_ok]
     return found
 

@@ -6,11 +6,13 @@ scraped: the API's `/metrics` and the operator's metrics port. A stalled worker 
 and nowhere else: purchases still get `202` and `/readyz` stays ready, but the outbox
 grows and its oldest entry ages (`flashsale_outbox_oldest_age_seconds`, the persist lag).
 
-One read costs one Redis pipeline (every sale's stock and outbox, and Redis' clock), the
-loops' run records (flashsale/runs.py), one LLEN on the broker and three short SQL
-statements (orders by sale and status with the units returned, whether the dead-letter
-table exists, dead letters by sale). Each source is read on its own: PostgreSQL away
-still leaves the persist lag of the sales read before, which is when it matters most.
+One read costs one Redis pipeline (every sale's stock and outbox, and Redis' clock), one
+more for each sale with a waiting room (its queue, admissions and expiries), the loops'
+run records (flashsale/runs.py), one LLEN on the broker and four short SQL statements
+(orders by sale and status with the units returned, the sales with a waiting room,
+whether the dead-letter table exists, dead letters by sale). Each source is read on its
+own: PostgreSQL away still leaves the persist lag of the sales read before, which is when
+it matters most.
 Reads are cached for a few seconds, so several Prometheus servers (or a scrape of every
 API replica) cost one read per process per interval."""
 
@@ -33,6 +35,7 @@ from flashsale.db.models import OrderStatus
 from flashsale.runs import RunFigures, read_runs
 from flashsale.settings import Settings
 from flashsale.stock import Backlog, Stock
+from flashsale.stock.room import RoomFigures
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +53,8 @@ ORDERS_BY_SALE = text(
     GROUP BY s.name, o.status
     """
 )
+# The sales with a waiting room: only theirs are read from Redis (a pipeline each).
+SALES_WITH_A_ROOM = text("SELECT name FROM sales WHERE spec -> 'waitingRoom' IS NOT NULL")
 DEAD_LETTERS_TABLE = text("SELECT to_regclass('dead_letters') IS NOT NULL")
 DEAD_LETTERS_BY_SALE = text("SELECT sale, count(*) FROM dead_letters GROUP BY sale")
 
@@ -66,6 +71,7 @@ class SaleFigures:
     segments: int | None = None  # hash slots its stock is spread over
     loans: int | None = None  # units lent between its segments, not yet settled
     oldest_loan_age_seconds: float | None = None
+    room: RoomFigures | None = None  # its waiting room's (None: no room, or Redis not read)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +96,7 @@ class _SqlFigures:
     units: dict[str, dict[str, int]]
     returned: dict[str, int]
     dead_letters: dict[str, int]
+    rooms: tuple[str, ...]  # the sales with a waiting room
 
 
 class FiguresReader:
@@ -111,6 +118,7 @@ class FiguresReader:
         self.queue = queue
         self.statement_timeout_ms = statement_timeout_ms
         self._known: tuple[str, ...] = ()  # sale names of the last good SQL read
+        self._rooms: tuple[str, ...] = ()  # and those of them with a waiting room
 
     @classmethod
     def from_settings(
@@ -135,15 +143,17 @@ class FiguresReader:
         sql: _SqlFigures | None = None
         try:
             sql = self._read_sql()
-            self._known = sql.names
+            self._known, self._rooms = sql.names, sql.rooms
         except (SQLAlchemyError, OSError) as exc:
             failed.append("database")
             log.warning("platform figures: PostgreSQL not read: %s", _short(exc))
         names = sql.names if sql is not None else self._known
         in_redis: dict[str, Backlog] = {}
         loops: dict[str, RunFigures] = {}
+        rooms: dict[str, RoomFigures] = {}
         try:
             in_redis, loops = self._read_redis(names)
+            rooms = self._read_rooms(sql.rooms if sql is not None else self._rooms)
         except (redis.RedisError, OSError) as exc:
             failed.append("redis")
             log.warning("platform figures: Redis not read: %s", _short(exc))
@@ -168,6 +178,7 @@ class FiguresReader:
                     orders=sql.orders.get(name, {}) if sql else None,
                     order_units=sql.units.get(name, {}) if sql else None,
                     returned_units=sql.returned.get(name, 0) if sql else None,
+                    room=rooms.get(name),
                 )
             )
         return PlatformFigures(
@@ -200,10 +211,21 @@ class FiguresReader:
                 for sale, count in session.execute(DEAD_LETTERS_BY_SALE):
                     key = sale if sale in orders else ""
                     dead[key] = dead.get(key, 0) + int(count)
-        return _SqlFigures(tuple(sorted(orders)), orders, units, returned, dead)
+            rooms = tuple(sorted(str(name) for name in session.scalars(SALES_WITH_A_ROOM)))
+        return _SqlFigures(tuple(sorted(orders)), orders, units, returned, dead, rooms)
 
     def _read_redis(self, names: Iterable[str]) -> tuple[dict[str, Backlog], dict[str, RunFigures]]:
         return self.stock.backlogs(names), read_runs(self.client)
+
+    def _read_rooms(self, names: Iterable[str]) -> dict[str, RoomFigures]:
+        """The waiting rooms' figures; a sale whose room is gone from Redis (deleted, or
+        the room taken out of its spec) has none."""
+        found = {}
+        for name in names:
+            figures = self.stock.room_figures(name)
+            if figures is not None:
+                found[name] = figures
+        return found
 
 
 def _short(exc: BaseException) -> str:

@@ -54,6 +54,10 @@ def test_the_exporters_know_the_platform_figures() -> None:
         "flashsale_sale_units",
         "flashsale_reservations_total",
         "flashsale_request_duration_seconds_bucket",
+        "flashsale_room_waiting",
+        "flashsale_room_admitted",
+        "flashsale_room_admissions_total",
+        "flashsale_room_expiries_total",
     ):
         assert name in names, name
 
@@ -72,6 +76,18 @@ def test_every_alert_reads_an_exported_metric(render: Render) -> None:
         assert used, rule["alert"]
         for metric in used:
             assert metric in names, f"alert {rule['alert']} reads {metric}, which nothing exports"
+
+
+def test_the_dashboard_shows_the_waiting_rooms() -> None:
+    dashboard = json.loads((CHART / "dashboards" / "flashsale.json").read_text())
+    read = {m for p in dashboard["panels"] for t in p["targets"] for m in METRIC.findall(t["expr"])}
+    room = {
+        "flashsale_room_waiting",
+        "flashsale_room_admitted",
+        "flashsale_room_admissions_total",
+        "flashsale_room_expiries_total",
+    }
+    assert room <= exported() and room <= read, room - read
 
 
 def test_every_dashboard_panel_reads_an_exported_metric() -> None:
