@@ -18,11 +18,13 @@ from flashsale.operator.status import (
     changed_fields,
     invalid_status,
     live_status,
+    room_document,
     stock_document,
     unavailable_status,
 )
 from flashsale.sales import InvalidSale, SaleHeld, SaleStatus, apply_sale, sale_status
 from flashsale.spec import SaleSpec
+from flashsale.stock.room import RoomFigures
 
 
 def spec_errors(exc: ValidationError) -> str:
@@ -90,6 +92,11 @@ def register(registry: kopf.OperatorRegistry, op: OperatorContext) -> None:
     # would otherwise write the generation it saw before back over the handler's status.
     loaded: dict[str, int] = {}
 
+    def read_sale(name: str) -> tuple[SaleStatus | None, RoomFigures | None]:
+        """The sale's phase and stock figures, and its waiting room's (None without one)."""
+        sale = sale_status(op.sessions, op.stock, name)
+        return sale, (op.stock.room_figures(name) if sale is not None else None)
+
     def refuse(
         body: kopf.Body,
         name: str,
@@ -120,7 +127,7 @@ def register(registry: kopf.OperatorRegistry, op: OperatorContext) -> None:
             raise refuse(body, name, meta, status, patch, "InvalidSpec", spec_errors(exc)) from None
         try:
             remaining = await asyncio.to_thread(apply_sale, op.sessions, op.stock, name, parsed)
-            sale = await asyncio.to_thread(sale_status, op.sessions, op.stock, name)
+            sale, room = await asyncio.to_thread(read_sale, name)
         except SaleHeld as exc:  # a respread waiting for the workers: try again soon
             logger.warning(str(exc))
             raise kopf.TemporaryError(str(exc), delay=retry) from exc
@@ -135,17 +142,18 @@ def register(registry: kopf.OperatorRegistry, op: OperatorContext) -> None:
         loaded[_key(body)] = _generation(meta)
         op.rescale.set()
         if sale is not None:
-            publish(body, name, sale, _generation(meta), status, patch)
+            publish(body, name, sale, room, _generation(meta), status, patch)
 
     def publish(
         body: kopf.Body,
         name: str,
         sale: SaleStatus,
+        room: RoomFigures | None,
         generation: int,
         status: Mapping[str, Any],
         patch: kopf.Patch,
     ) -> None:
-        wanted = live_status(sale, generation, _now(), status)
+        wanted = live_status(sale, generation, _now(), status, room)
         _write(patch, status, wanted)
         herald.announce(body, wanted["phase"], status.get("phase"))
         op.metrics.record_sale(name, wanted["phase"], sale.stock)
@@ -200,7 +208,7 @@ def register(registry: kopf.OperatorRegistry, op: OperatorContext) -> None:
             )
 
         try:
-            sale = await asyncio.to_thread(sale_status, op.sessions, op.stock, name)
+            sale, room = await asyncio.to_thread(read_sale, name)
         except BACKEND_ERRORS as exc:
             if not refused():
                 message = f"cannot reach Redis or PostgreSQL: {type(exc).__name__}: {exc}"
@@ -211,10 +219,11 @@ def register(registry: kopf.OperatorRegistry, op: OperatorContext) -> None:
         if refused():
             # A sale loaded before the refused change keeps selling as it was: its figures
             # stay current.
-            _write(patch, status, {"stock": stock_document(sale.stock)})
+            figures = {"stock": stock_document(sale.stock), "waitingRoom": room_document(room)}
+            _write(patch, status, figures)
             op.metrics.record_sale(name, INVALID, sale.stock)
             return
-        publish(body, name, sale, observed(), status, patch)
+        publish(body, name, sale, room, observed(), status, patch)
 
     @kopf.on.delete(*resource, id="cleanup", registry=registry, backoff=retry)
     async def sale_deleted(body: kopf.Body, name: str, logger: kopf.Logger, **_: Any) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 
 from flashsale.phase import Phase
 from flashsale.sales import SaleStatus, StockFigures
+from flashsale.stock.room import RoomFigures
 
 INVALID = "Invalid"  # the phase of a spec the operator refused
 
@@ -37,6 +38,25 @@ def stock_document(figures: StockFigures) -> dict[str, int]:
         "paid": figures.paid,
         "expired": figures.expired,
     }
+
+
+def room_document(figures: RoomFigures | None) -> dict[str, Any] | None:
+    """status.waitingRoom: the queue's figures; a draw's commitment from the moment the room
+    is set up, its seed only once the sale has started (Redis's clock decides). None for a
+    sale without a waiting room, which removes the field from the status."""
+    if figures is None:
+        return None
+    document: dict[str, Any] = {
+        "waiting": figures.waiting,
+        "admitted": figures.admitted,
+        "admissions": figures.admissions,
+        "expired": figures.expiries,
+    }
+    if figures.draw_commitment is not None:
+        document["drawCommitment"] = figures.draw_commitment
+    if figures.draw_seed is not None:
+        document["drawSeed"] = figures.draw_seed
+    return document
 
 
 def condition(
@@ -78,8 +98,10 @@ def live_status(
     generation: int,
     now: datetime,
     previous: Mapping[str, Any],
+    room: RoomFigures | None = None,
 ) -> dict[str, Any]:
-    """Status of a loaded sale: phase and figures from Redis and SQL."""
+    """Status of a loaded sale: phase and figures from Redis and SQL, and its waiting room's
+    figures when it has one (`waitingRoom: None` takes away those of a room since removed)."""
     conditions = previous.get("conditions") or []
     phase = str(sale.phase)
     return {
@@ -87,6 +109,7 @@ def live_status(
         "message": PHASE_MESSAGES.get(phase, ""),
         "observedGeneration": generation,
         "stock": stock_document(sale.stock),
+        "waitingRoom": room_document(room),
         "conditions": merge_conditions(
             conditions,
             [

@@ -16,12 +16,14 @@ from flashsale.operator.status import (
     invalid_status,
     live_status,
     merge_conditions,
+    room_document,
     timestamp,
     unavailable_status,
 )
 from flashsale.phase import Phase
 from flashsale.sales import SaleStatus, StockFigures
 from flashsale.spec import SaleSpec
+from flashsale.stock.room import RoomFigures
 from tests.operator.conftest import crd_version
 
 T0 = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
@@ -42,6 +44,11 @@ def sale(phase: Phase = Phase.ACTIVE) -> SaleStatus:
 def crd_status_schema() -> dict[str, Any]:
     schema: dict[str, Any] = crd_version()["schema"]["openAPIV3Schema"]["properties"]["status"]
     return schema
+
+
+def stored(status: dict[str, Any]) -> dict[str, Any]:
+    """The status as the API server keeps it after the merge patch: a null field is gone."""
+    return {key: value for key, value in status.items() if value is not None}
 
 
 def by_type(status: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -70,7 +77,7 @@ def test_live_status_reports_phase_figures_and_conditions() -> None:
         "lastTransitionTime": "2026-11-27T09:00:00Z",
         "observedGeneration": 3,
     }
-    jsonschema.validate(status, crd_status_schema())
+    jsonschema.validate(stored(status), crd_status_schema())
 
 
 def test_an_ended_sale_is_not_ready() -> None:
@@ -102,7 +109,7 @@ def test_invalid_status_says_why_and_validates() -> None:
         assert by_type(status)[kind]["status"] == "False"
         assert by_type(status)[kind]["reason"] == "InvalidSpec"
         assert by_type(status)[kind]["lastTransitionTime"] == timestamp(T1)
-    jsonschema.validate(status, crd_status_schema())
+    jsonschema.validate(stored(status), crd_status_schema())
 
 
 def test_unavailable_backends_flip_ready_and_keep_the_phase() -> None:
@@ -111,7 +118,7 @@ def test_unavailable_backends_flip_ready_and_keep_the_phase() -> None:
     assert "phase" not in status and "stock" not in status
     assert by_type(status)["Ready"]["reason"] == "BackendUnavailable"
     assert by_type(status)["StockLoaded"] == by_type(before)["StockLoaded"]
-    jsonschema.validate({**before, **status}, crd_status_schema())
+    jsonschema.validate(stored({**before, **status}), crd_status_schema())
 
 
 def test_merge_conditions_replaces_by_type_and_keeps_the_rest() -> None:
@@ -133,3 +140,47 @@ def test_spec_errors_name_fields_as_the_user_wrote_them() -> None:
     assert "stock: Input should be greater than or equal to 0" in message
     assert "rateLimit.burst" in message and "sku" in message and "x: Extra inputs" in message
     assert "\n" not in message  # one line, fit for a condition and an Event
+
+
+def room(seed: str | None = None, draw: bool = True) -> RoomFigures:
+    return RoomFigures(
+        waiting=120,
+        admitted=40,
+        admissions=65,
+        expiries=3,
+        draw_commitment="c" * 64 if draw else None,
+        draw_seed=seed,
+    )
+
+
+def test_a_sale_without_a_waiting_room_has_none_in_its_status() -> None:
+    status = live_status(sale(), generation=1, now=T0, previous={})
+    assert status["waitingRoom"] is None  # a merge patch's null: a removed room's go too
+    assert "waitingRoom" not in stored(status)
+    assert changed_fields(stored(status), status) == {}  # nothing to remove: no patch
+
+
+def test_the_waiting_room_shows_the_commitment_before_the_start_and_the_seed_after() -> None:
+    before = live_status(sale(Phase.SCHEDULED), generation=1, now=T0, previous={}, room=room())
+    assert before["waitingRoom"] == {
+        "waiting": 120,
+        "admitted": 40,
+        "admissions": 65,
+        "expired": 3,
+        "drawCommitment": "c" * 64,
+    }
+    jsonschema.validate(stored(before), crd_status_schema())
+    after = live_status(sale(), generation=1, now=T1, previous=before, room=room("s" * 64))
+    assert after["waitingRoom"]["drawSeed"] == "s" * 64
+    assert "waitingRoom" in changed_fields(before, after)
+    jsonschema.validate(stored(after), crd_status_schema())
+
+
+def test_a_first_come_first_served_room_has_no_draw_figures() -> None:
+    assert room_document(room(draw=False)) == {
+        "waiting": 120,
+        "admitted": 40,
+        "admissions": 65,
+        "expired": 3,
+    }
+    assert room_document(None) is None
