@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[local,demo,bench,test,lint]'
 	touch $(STAMP)
 
-test: install
+test: install browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: install
@@ -29,6 +29,25 @@ fmt: install
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+# tests/browser drive Debian's headless Chromium through its chromedriver: installed here
+# with apt-get when missing and running as root (or with sudo), otherwise those tests are
+# skipped and say why. No browser is downloaded from anywhere else.
+.PHONY: browser
+browser:  ## chromium and chromedriver for tests/browser
+	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then SUDO=; \
+	  elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then SUDO=sudo; \
+	  else SUDO=none; fi; \
+	  if [ "$$SUDO" != none ] && command -v apt-get >/dev/null; then \
+	    $$SUDO apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver \
+	    || echo "chromium not installed: tests/browser will be skipped"; \
+	  else \
+	    echo "tests/browser need chromium and chromedriver (skipped without):"; \
+	    echo "  Debian/Ubuntu: sudo apt-get install chromium chromium-driver"; \
+	  fi; \
+	fi
 
 .PHONY: test-faults soak
 test-faults: install  ## the fault-injection suite alone (it also runs in make test)

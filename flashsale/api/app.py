@@ -16,7 +16,7 @@ from flashsale.api.fastpath import ReservationFastPath
 from flashsale.api.guard import RequestGuard
 from flashsale.api.limits import BodySizeLimit
 from flashsale.api.metrics import LatencyMiddleware
-from flashsale.api.routes import health, orders, queue, reservations, sales
+from flashsale.api.routes import health, orders, page, queue, reservations, sales
 from flashsale.api.services import Services
 from flashsale.settings import Settings, get_settings
 
@@ -57,7 +57,7 @@ def create_api(settings: Settings | None = None) -> FastAPI:
         title="FlashSale", version="0.1.0", lifespan=lifespan, redirect_slashes=False
     )
     install_error_handlers(app)
-    for module in (reservations, queue, orders, sales, health):
+    for module in (reservations, queue, orders, sales, health, page):
         app.include_router(module.router)
     app.add_middleware(LatencyMiddleware)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
