@@ -327,15 +327,20 @@
     }
     if (answer.status === 0 || answer.status === 429 || answer.status === 503) {
       if (answer.data && answer.data.order_id) {
-        // It may have happened: the order tells.
-        stop();
-        return readOrder(answer.data.order_id, 1);
+        // It may have happened: the order tells (not found: it did not, and never will).
+        const placed = await call("GET", `/v1/orders/${encodeURIComponent(answer.data.order_id)}`);
+        if (placed.status === 200) {
+          stop();
+          return showOrder(placed.data, true);
+        }
       }
+      // The same key again: bought once at most, whatever happened to this try.
       const wait = answer.retryAfter || backoff();
       countdownNote("The store is very busy. Trying your purchase again in {s}…", wait);
       setTimeout(() => {
         setBuying(false);
-        buy();
+        const state = document.body.dataset.state;
+        if (state === "admitted" || state === "open") buy(); // not once the turn is over
       }, wait * 1000);
       return;
     }

@@ -22,7 +22,7 @@ from importlib import resources
 from fastapi import APIRouter
 from starlette.responses import HTMLResponse, Response
 
-from flashsale.api.errors import ApiError, error_doc
+from flashsale.api.errors import ApiError, ErrorBody, error_doc
 from flashsale.spec import is_valid_sale_name
 
 router = APIRouter(tags=["waiting room"])
@@ -87,7 +87,11 @@ PAGE, ASSETS = _load()
     response_class=HTMLResponse,
     responses={
         200: {"description": "The waiting-room page (the token goes in the URL fragment)"},
-        404: error_doc("unknown_sale"),
+        # The page's own media type is HTML; its refusal is JSON, as everywhere else.
+        404: {
+            "description": error_doc("unknown_sale")["description"],
+            "content": {"application/json": {"schema": ErrorBody.model_json_schema()}},
+        },
     },
 )
 async def wait_page(sale: str) -> Response:
