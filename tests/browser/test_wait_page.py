@@ -193,6 +193,23 @@ def test_a_late_shopper_on_a_sold_out_sale_reads_sold_out(
     assert_no_broken_rule(browser)
 
 
+def test_before_the_start_the_page_waits_for_the_draw_and_a_reload_keeps_it(
+    platform: Platform, api: str, browser: WebDriver
+) -> None:
+    sale = platform.sale(sku=SKU, stock=5, startsAt=at(120), waitingRoom=room(order="draw"))
+    browser.get(f"{api}/wait/{sale}#token={token('early-bird')}")
+    reach(browser, "draw")
+    assert text(browser, "headline") == "You are in the draw"
+    assert "drawn at random when the sale starts at " in text(browser, "message")
+    browser.refresh()  # the address has no token any more: the tab kept it
+    reach(browser, "draw")
+
+    later = platform.sale(sku=SKU, stock=5, startsAt=at(120), waitingRoom=room(opensAt=at(60)))
+    browser.get(f"{api}/wait/{later}#token={token('too-early')}")
+    reach(browser, "not_open")
+    assert_no_broken_rule(browser)
+
+
 def test_a_bad_link_says_what_is_wrong(platform: Platform, api: str, browser: WebDriver) -> None:
     browser.get(f"{api}/wait/no-such-sale#token={token('someone')}")
     reach(browser, "unknown")

@@ -34,8 +34,10 @@
 
   // ---- talking to the API ------------------------------------------------------------
   // Every answer as {status, data, retryAfter, serverNow}; status 0: no answer at all.
-  async function call(method, path, body, extraHeaders) {
-    const headers = { Accept: "application/json", Authorization: `Bearer ${token}` };
+  // The token goes with every call but the public read of the sale (`anonymous`).
+  async function call(method, path, body, extraHeaders, anonymous) {
+    const headers = { Accept: "application/json" };
+    if (token && !anonymous) headers.Authorization = `Bearer ${token}`;
     Object.assign(headers, extraHeaders || {});
     const init = {
       method,
@@ -159,7 +161,8 @@
   // ---- the sale's name and start, shown above the queue (no token needed) ------------
   let product = "Waiting room";
   let startsAt = null;
-  const saleRead = call("GET", `/v1/sales/${encodeURIComponent(sale)}`).then((answer) => {
+  const salePath = `/v1/sales/${encodeURIComponent(sale)}`;
+  const saleRead = call("GET", salePath, undefined, {}, true).then((answer) => {
     if (answer.status === 200 && answer.data) {
       product = answer.data.sku ? `${answer.data.sku} · waiting room` : product;
       startsAt = answer.data.starts_at || null;
