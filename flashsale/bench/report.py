@@ -6,6 +6,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from flashsale.bench.cluster_report import cluster_markdown, cluster_targets
+from flashsale.bench.stats import cell, median_of
+
 # (name, what, target) — evaluated per concurrency level where it says so.
 TARGETS = (
     ("reservation_vs_sql_throughput", "reservation throughput / SQL row-lock baseline", 10.0),
@@ -19,29 +22,25 @@ TARGET_LEVELS = {"reservation_vs_sql_throughput": "256", "reservation_p99_vs_sql
 ONCE = {"drain_vs_insert_ceiling"}  # no concurrency level: workers against PostgreSQL
 
 
-def _median(figure: dict[str, Any], field: str) -> float:
-    return float(figure[field]["median"])
-
-
 def ratios(results: dict[str, Any]) -> dict[str, dict[str, float]]:
     default = results["servers"][results["settings"]["default_server"]]
     drain = float(results["drain"]["overall"]["orders_per_second"])
-    ceiling = _median(results["insert_ceiling"], "rows_per_second")
+    ceiling = median_of(results["insert_ceiling"], "rows_per_second")
     out: dict[str, dict[str, float]] = {}
     for level in default["reservation"]:
         res = default["reservation"][level]
         sql = results["sql_baseline"][level]
-        healthz = _median(default["healthz"][level], "rps")
+        healthz = median_of(default["healthz"][level], "rps")
         redis_figure = results["redis_ceiling"].get(level)
-        redis = _median(redis_figure, "rps") if redis_figure else float("nan")
+        redis = median_of(redis_figure, "rps") if redis_figure else float("nan")
         out[level] = {
-            "reservation_vs_sql_throughput": _median(res, "rps") / _median(sql, "rps"),
-            "reservation_p99_vs_sql_p99": _median(res, "p99_ms") / _median(sql, "p99_ms"),
-            "reservation_vs_healthz": _median(res, "rps") / healthz,
-            "sold_out_vs_healthz": _median(default["sold_out"][level], "rps") / healthz,
-            "reservation_vs_redis_ceiling": _median(res, "rps") / redis,
-            "reservation_vs_sql_async_commit": _median(res, "rps")
-            / _median(results["sql_baseline_async_commit"][level], "rps"),
+            "reservation_vs_sql_throughput": median_of(res, "rps") / median_of(sql, "rps"),
+            "reservation_p99_vs_sql_p99": median_of(res, "p99_ms") / median_of(sql, "p99_ms"),
+            "reservation_vs_healthz": median_of(res, "rps") / healthz,
+            "sold_out_vs_healthz": median_of(default["sold_out"][level], "rps") / healthz,
+            "reservation_vs_redis_ceiling": median_of(res, "rps") / redis,
+            "reservation_vs_sql_async_commit": median_of(res, "rps")
+            / median_of(results["sql_baseline_async_commit"][level], "rps"),
             "drain_vs_insert_ceiling": drain / ceiling,
         }
     # NaN (a figure that was skipped) is left out: it is not valid JSON.
@@ -66,154 +65,6 @@ def targets(ratio_table: dict[str, dict[str, float]]) -> list[dict[str, Any]]:
                 | {"value": value, "met": met}
             )
     return verdicts
-
-
-# The cluster series' targets, with the hot sale over as many segments as masters.
-SPREAD_GOAL = 1.3  # largest master's share at most this many times an even share
-CLUSTER_CPU_GOAL = 1.15  # Redis CPU per reservation at most this many times one Redis's
-# On paper: the share of a core a master's main thread may use before latency suffers.
-MASTER_BUSY = 0.8
-
-
-def cluster_targets(series: dict[str, Any] | None) -> list[dict[str, Any]]:
-    """The cluster series' two targets, where the series measured what they need."""
-    if not series or "skipped" in series:
-        return []
-    masters = int(series["masters"])
-    at = series["cluster"].get(str(masters))
-    verdicts: list[dict[str, Any]] = []
-    if at is None:
-        return verdicts
-    connections = int(series["connections"])
-    largest = max(m["share_percent"]["median"] for m in at["masters"].values())
-    value = round(largest * masters / 100, 3)
-    verdicts.append(
-        {
-            "target": "cluster_largest_share_vs_even",
-            "what": f"largest master's share / an even share (hot sale over {masters} "
-            f"segments, {masters} masters)",
-            "connections": connections,
-            "goal": SPREAD_GOAL,
-            "value": value,
-            "met": value <= SPREAD_GOAL,
-            "at_most": True,
-        }
-    )
-    single = series["single"].get("1")
-    if single:
-        value = round(
-            _median(at, "redis_cpu_us_per_reservation")
-            / _median(single, "redis_cpu_us_per_reservation"),
-            3,
-        )
-        verdicts.append(
-            {
-                "target": "cluster_redis_cpu_vs_single",
-                "what": f"Redis CPU per reservation, all masters (hot sale over {masters} "
-                "segments) / one Redis (one segment)",
-                "connections": connections,
-                "goal": CLUSTER_CPU_GOAL,
-                "value": value,
-                "met": value <= CLUSTER_CPU_GOAL,
-                "at_most": True,
-            }
-        )
-    return verdicts
-
-
-def on_paper(us_per_reservation: float, masters: int) -> float:
-    """Reservations/s one sale reaches on `masters` masters if its segments spread evenly
-    over them and each master's main thread may be MASTER_BUSY busy."""
-    return masters * MASTER_BUSY * 1e6 / us_per_reservation
-
-
-def cluster_markdown(series: dict[str, Any], one_sale_us: float | None = None) -> list[str]:
-    """The series' tables; `one_sale_us`: Redis CPU per reservation of the single-sale
-    reservation figure (one sale, large calls), for the second column on paper."""
-    if "skipped" in series:
-        return ["", "## Cluster series", "", f"Skipped: {series['skipped']}", ""]
-    masters, connections = series["masters"], series["connections"]
-    single_one = series["single"].get("1")
-    lines = [
-        "",
-        f"## Cluster series: {masters} masters, each with a replica, {connections} connections",
-        "",
-        f"A hot sale takes {series['hot_share']:.0%} of the requests, "
-        f"{series['ordinary_sales']} ordinary sales of one segment share the rest; the API "
-        "(one process, publish handoff, broker on a Redis of its own) on a local Redis "
-        "Cluster, and the same on one Redis with one replica. Redis CPU is every master's "
-        "`INFO cpu` (the whole process) per accepted reservation; spread is the largest "
-        "master's share of that CPU over the smallest's. Median (min–max) of the runs.",
-        "",
-        "| Redis | hot sale segments | reservations/s | p99 ms | Redis CPU µs / reservation "
-        "| vs one Redis, 1 segment | of which EVALSHA µs | API CPU µs | purchases per call "
-        "| spread |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    reference = _median(single_one, "redis_cpu_us_per_reservation") if single_one else 0.0
-    for name, label in (("single", "one Redis"), ("cluster", f"{masters} masters")):
-        for segments, f in series[name].items():
-            cpu = _median(f, "redis_cpu_us_per_reservation")
-            ratio = f"{cpu / reference:.2f}" if reference else "—"
-            lines.append(
-                f"| {label} | {segments} | {_cell(f, 'rps')} | {_cell(f, 'p99_ms', 1)} | "
-                f"{_cell(f, 'redis_cpu_us_per_reservation', 1)} | {ratio} | "
-                f"{_median(f, 'evalsha_us_per_reservation'):.1f} | "
-                f"{_median(f, 'api_cpu_us_per_reservation'):.0f} | "
-                f"{_median(f, 'purchases_per_call'):.1f} | {_cell(f, 'spread', 2)} |"
-            )
-    lines += [
-        "",
-        "Each master, on the cluster: the hot sale's segments it serves, its share of the "
-        "requests as the slot map places every sale's segments (expected), its measured "
-        "share of the masters' CPU, and its CPU per accepted reservation (of all of them).",
-        "",
-        "| hot sale segments | master | hot segments served | expected share | measured share "
-        "| CPU µs / reservation | EVALSHA calls |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for segments, f in series["cluster"].items():
-        for address, m in f["masters"].items():
-            served = ", ".join(map(str, f["hot_segments_by_master"].get(address, []))) or "none"
-            expected = f["expected_share_percent"].get(address, 0.0)
-            lines.append(
-                f"| {segments} | {address} | {served} | {expected:.1f}% | "
-                f"{m['share_percent']['median']:.1f}% | "
-                f"{m['cpu_us_per_reservation']['median']:.1f} | "
-                f"{m['evalsha_calls']['median']:,.0f} |"
-            )
-    cost = series["cluster"].get(str(masters)) or next(iter(series["cluster"].values()))
-    us, per_call = (
-        _median(cost, "redis_cpu_us_per_reservation"),
-        _median(cost, "purchases_per_call"),
-    )
-    header = f"| masters | at {us:.1f} µs (this series, {per_call:.1f} per call) |"
-    if one_sale_us:
-        header += f" at {one_sale_us:.1f} µs (one sale, the reservation figure above) |"
-    lines += [
-        "",
-        "On paper, one sale alone: reservations/s when its segments spread evenly over the "
-        f"masters and each master's main thread is at most {MASTER_BUSY:.0%} busy, at the "
-        "Redis CPU per reservation measured here (all masters, hot sale over as many "
-        "segments as masters, the purchases per script call this series' mix allowed) and "
-        "at that of the single-sale figure (larger calls); the API, the network and the "
-        "broker scale out beside it.",
-        "",
-        header,
-        "|---|---|" + ("---|" if one_sale_us else ""),
-    ]
-    for n in (3, 6, 12):
-        row = f"| {n} | {on_paper(us, n):,.0f} |"
-        if one_sale_us:
-            row += f" {on_paper(one_sale_us, n):,.0f} |"
-        lines.append(row)
-    return lines
-
-
-def _cell(figure: dict[str, Any], field: str, digits: int = 0) -> str:
-    s = figure[field]
-    fmt = f"{{:,.{digits}f}}"
-    return f"{fmt.format(s['median'])} ({fmt.format(s['min'])}–{fmt.format(s['max'])})"
 
 
 def markdown(results: dict[str, Any]) -> str:
@@ -244,8 +95,8 @@ def markdown(results: dict[str, Any]) -> str:
     for name, figure in rows:
         for level, f in figure.items():
             lines.append(
-                f"| {name} | {level} | {_cell(f, 'rps')} | {_cell(f, 'p50_ms', 1)} | "
-                f"{_cell(f, 'p99_ms', 1)} | {int(f['errors']['max'])} |"
+                f"| {name} | {level} | {cell(f, 'rps')} | {cell(f, 'p50_ms', 1)} | "
+                f"{cell(f, 'p99_ms', 1)} | {int(f['errors']['max'])} |"
             )
     for level, f in results["redis_ceiling"].items():
         if level == "skipped":
@@ -253,7 +104,7 @@ def markdown(results: dict[str, Any]) -> str:
             continue
         lines.append(
             f"| redis-benchmark EVALSHA reserve.lua (pipeline 16) | {level} | "
-            f"{_cell(f, 'rps')} | {_cell(f, 'p50_ms', 2)} | {_cell(f, 'p99_ms', 2)} | 0 |"
+            f"{cell(f, 'rps')} | {cell(f, 'p50_ms', 2)} | {cell(f, 'p99_ms', 2)} | 0 |"
         )
     lines += [
         "",
@@ -297,10 +148,10 @@ def markdown(results: dict[str, Any]) -> str:
             f"{d['overall']['persisted']:,} persisted) "
         )
         + f"{d['overall']['orders_per_second']:,.0f} orders/s from the first order to the last "
-        f"(three slices of the backlog: {_cell(d, 'orders_per_second')}); "
+        f"(three slices of the backlog: {cell(d, 'orders_per_second')}); "
         "PostgreSQL insert ceiling for the same "
-        f"rows: {_cell(c, 'rows_per_second')} rows/s (COPY {_cell(c, 'copy_rows_per_second')}, "
-        f"multi-row INSERT {_cell(c, 'insert_rows_per_second')}).",
+        f"rows: {cell(c, 'rows_per_second')} rows/s (COPY {cell(c, 'copy_rows_per_second')}, "
+        f"multi-row INSERT {cell(c, 'insert_rows_per_second')}).",
         "",
     ]
     by_size = results.get("drain_by_message_size", {})
@@ -348,8 +199,8 @@ def markdown(results: dict[str, Any]) -> str:
             for name in ("healthz", "reservation", "sold_out"):
                 for level, f in figures.get(name, {}).items():
                     lines.append(
-                        f"| {server} | {name} | {level} | {_cell(f, 'rps')} | "
-                        f"{_cell(f, 'p50_ms', 1)} | {_cell(f, 'p99_ms', 1)} |"
+                        f"| {server} | {name} | {level} | {cell(f, 'rps')} | "
+                        f"{cell(f, 'p50_ms', 1)} | {cell(f, 'p99_ms', 1)} |"
                     )
     if "cluster_series" in results:
         reservation = results["servers"][default]["reservation"]

@@ -40,3 +40,15 @@ def busy_between(before: tuple[int, int], after: tuple[int, int]) -> float:
     """The share of the machine's CPU time that was busy between two `cpu_times`."""
     total = after[0] - before[0]
     return round(1 - (after[1] - before[1]) / total, 3) if total > 0 else 0.0
+
+
+def median_of(figure: dict[str, Any], field: str) -> float:
+    """The median of a summarized field."""
+    return float(figure[field]["median"])
+
+
+def cell(figure: dict[str, Any], field: str, digits: int = 0) -> str:
+    """A summarized field as a table cell: "median (min–max)"."""
+    s = figure[field]
+    fmt = f"{{:,.{digits}f}}"
+    return f"{fmt.format(s['median'])} ({fmt.format(s['min'])}–{fmt.format(s['max'])})"

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from flashsale.bench.cluster_report import cluster_markdown, cluster_targets, on_paper
 from flashsale.bench.cluster_runs import (
     HOT,
     paths_file,
@@ -17,7 +18,6 @@ from flashsale.bench.cluster_runs import (
     traffic,
 )
 from flashsale.bench.platform import JWT_SECRET, BenchPlatform
-from flashsale.bench.report import cluster_markdown, cluster_targets, on_paper
 from flashsale.bench.run import Options, Run
 from flashsale.bench.wrk import WrkResult, write_tokens
 from flashsale.local.masters import MasterWork
