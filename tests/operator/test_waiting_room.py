@@ -10,6 +10,7 @@ import hashlib
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -18,6 +19,7 @@ from flashsale.stock.room import DRAW_PLACES, draw_place
 from tests.conftest import Platform
 from tests.helpers.wait import eventually
 from tests.operator.conftest import Cluster, Operator, crd_version
+from tests.operator.test_kubectl import kubectl_binary
 
 StartOperator = Callable[..., Awaitable[Operator]]
 TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io"
@@ -49,6 +51,28 @@ def metric(text: str, name: str, sale: str) -> float | None:
     return float(lines[0].removeprefix(prefix)) if lines else None
 
 
+async def kubectl_wide(binary: str, cluster: Cluster, workdir: Path) -> str:
+    """`kubectl get fs -o wide` as an SRE types it, printed by the pinned kubectl."""
+    process = await asyncio.create_subprocess_exec(  # async: the emulator must keep answering
+        binary,
+        "--kubeconfig",
+        str(cluster.kubeconfig),
+        "--cache-dir",
+        str(workdir / "kubectl-cache"),
+        "get",
+        "fs",
+        "-o",
+        "wide",
+        "-n",
+        cluster.namespace,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), timeout=30)
+    assert process.returncode == 0, err.decode()
+    return out.decode()
+
+
 async def scraped_when(
     operator: Operator, check: Callable[[str], bool], timeout: float = 15.0
 ) -> str:
@@ -63,8 +87,13 @@ async def scraped_when(
 
 
 async def test_the_status_shows_the_queue_and_commits_to_the_draw_before_the_start(
-    cluster: Cluster, platform: Platform, start_operator: StartOperator, sale_name: str
+    cluster: Cluster,
+    platform: Platform,
+    start_operator: StartOperator,
+    sale_name: str,
+    workdir: Path,
 ) -> None:
+    binary = kubectl_binary()  # before the operator runs: unpacking it blocks the loop
     operator = await start_operator()
     starts = datetime.now(UTC) + timedelta(seconds=6)
     room = {"order": "draw", "admitPerSecond": 1000, "shoppingSeconds": 600, "overbook": 10}
@@ -120,6 +149,15 @@ async def test_the_status_shows_the_queue_and_commits_to_the_draw_before_the_sta
     assert cluster.status(sale_name)["phase"] == "Active"
     row = await wide_row(cluster, sale_name)
     assert (row["WAITING"], row["ADMITTED"]) == (0, len(SHOPPERS))
+    if binary is not None:
+        printed = await kubectl_wide(binary, cluster, workdir)
+        header, *lines = printed.splitlines()
+        assert header.split()[-4:] == ["SEGMENTS", "WAITING", "ADMITTED", "MESSAGE"]
+        line = next(line for line in lines if line.split()[0] == sale_name)
+        # Cut at the header's offsets: a column the emulator leaves empty prints as blanks.
+        waiting = line[header.index("WAITING") : header.index("ADMITTED")].strip()
+        admitted = line[header.index("ADMITTED") : header.index("MESSAGE")].strip()
+        assert (waiting, admitted) == ("0", str(len(SHOPPERS)))
     status_schema = crd_version()["schema"]["openAPIV3Schema"]["properties"]["status"]
     jsonschema.validate(cluster.status(sale_name), status_schema)
 
