@@ -16,8 +16,9 @@ What it does on each event, and where:
   `Ready=False` and a retry. Then the scaling loop is woken.
 - timer, every FLASHSALE_OPERATOR_REFRESH_SECONDS (`handlers.py`, `sale_refresh`): phase
   (Scheduled, Active, SoldOut, Ended, Paused) and stock figures from Redis and SQL into
-  `status` (built by `status.py`), written only when something changed; an Event on every
-  phase change; the Prometheus gauges.
+  `status` (built by `status.py`), with the waiting room's figures, the draw's commitment
+  and, once the sale has started, its seed; written only when something changed; an Event
+  on every phase change; the Prometheus gauges.
 - delete (`handlers.py`, `sale_deleted`; finalizer `flashsale.dev/cleanup`): close the
   sale in Redis so nothing more is accepted, wait until reservations already accepted are
   in SQL, then unlink every key of every segment. Orders stay in SQL. Then the scaling loop
