@@ -17,7 +17,7 @@ import redis.asyncio
 from flashsale.persist import persist_reservation
 from flashsale.sales import reload_from_sql
 from flashsale.spec import SaleSpec
-from flashsale.stock import AsyncStock, Outcome, home, segment_name
+from flashsale.stock import AsyncStock, Outcome
 from flashsale.stock.hotpath import Unavailable
 from tests.conftest import FLASHSALE, Platform
 from tests.helpers.wait import wait_for
@@ -25,7 +25,7 @@ from tests.helpers.wait import wait_for
 
 def reserve_at_home(platform: Platform, sale: str, user: str) -> str:
     order_id = str(uuid.uuid4())
-    segment = segment_name(sale, home(user, platform.stock.segments(sale)))
+    segment = platform.stock.segment_of(sale, user)
     result = platform.stock.reserve(segment, user, 1, order_id)
     assert result.outcome is Outcome.ACCEPTED, result
     return order_id

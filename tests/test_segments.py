@@ -44,16 +44,18 @@ def test_the_home_segment_is_the_one_the_script_computes(platform: Platform) -> 
     for user in ("alice", "bob", "ü-carol", "d" * 200):
         right = home(user, 4)
         for k in range(4):
-            result = stock.reserve(segment_name(sale, k), user, 1, new_id())
+            result = stock.reserve(segment_name(sale, k, 4), user, 1, new_id())
             assert result.outcome is (Outcome.ACCEPTED if k == right else Outcome.MOVED), (user, k)
     assert platform.stock.segments(sale) == 4
-    assert [platform.stock.segment_remaining(segment_name(sale, k)) for k in range(4)] != [10] * 4
+    assert [platform.stock.segment_remaining(segment_name(sale, k, 4)) for k in range(4)] != [
+        10
+    ] * 4
     at_rest(platform, sale)
 
 
 def test_stock_is_spread_evenly_and_read_as_a_whole(platform: Platform) -> None:
     sale = platform.sale(stock=10, segments=8)
-    levels = [platform.stock.segment_remaining(segment_name(sale, k)) for k in range(8)]
+    levels = [platform.stock.segment_remaining(segment_name(sale, k, 8)) for k in range(8)]
     assert levels == [2, 2, 1, 1, 1, 1, 1, 1]
     assert platform.stock.remaining(sale) == 10
     assert platform.stock.sale_in_redis(sale).total == 10
@@ -126,12 +128,12 @@ async def test_returned_units_are_bought_from_another_segment(platform: Platform
         # The first shopper's orders expire: their units return to the first's home.
         returned = platform.stock.restore_many(sale, [(o, first, 1) for o in orders])
         assert returned == [1, 1, 1, 1]
-        assert platform.stock.segment_remaining(segment_name(sale, 0)) == 4
+        assert platform.stock.segment_remaining(segment_name(sale, 0, 2)) == 4
         for _ in range(2):
             result = await fast.reserve(sale, second, 2, new_id())
             assert result.outcome is Outcome.ACCEPTED, result
         assert platform.stock.remaining(sale) == 0
-        assert platform.stock.segment_remaining(segment_name(sale, 1)) == 0
+        assert platform.stock.segment_remaining(segment_name(sale, 1, 2)) == 0
     finally:
         await fast.close()
 
@@ -143,14 +145,14 @@ def test_a_loan_whose_borrower_died_is_credited_once(platform: Platform) -> None
     assert loan is not None and loan.units == 2
     # The borrower died here: the units are in transit, still counted for sale.
     assert stock.remaining(sale) == 6
-    assert stock.segment_remaining(segment_name(sale, 0)) == 0
+    assert stock.segment_remaining(segment_name(sale, 0, 3)) == 0
     assert stock.settle_stale_loans(sale, older_than_ms=60_000) == 0  # too young
     assert stock.settle_stale_loans(sale, older_than_ms=0) == 1
     assert stock.settle_stale_loans(sale, older_than_ms=0) == 0
-    assert stock.segment_remaining(segment_name(sale, 2)) == 4
+    assert stock.segment_remaining(segment_name(sale, 2, 3)) == 4
     # The borrower comes back and presents its loan again: credited nothing more.
     stock.credit(sale, 2, [loan])
-    assert stock.segment_remaining(segment_name(sale, 2)) == 4
+    assert stock.segment_remaining(segment_name(sale, 2, 3)) == 4
     assert stock.remaining(sale) == 6
     at_rest(platform, sale)
 
@@ -165,7 +167,7 @@ def test_stock_changes_spread_over_segments(platform: Platform) -> None:
     sale = platform.sale(stock=9, segments=3, perUserLimit=9)
     (user,) = users_homed(1, 3, 1)
     for _ in range(3):
-        platform.stock.reserve(segment_name(sale, 1), user, 1, new_id())
+        platform.stock.reserve(segment_name(sale, 1, 3), user, 1, new_id())
     # Segment 1 is empty; lowering the stock takes unsold units from the others.
     platform.sale(sale, stock=5, segments=3, perUserLimit=9)
     assert platform.stock.remaining(sale) == 2
@@ -182,7 +184,7 @@ def test_stock_changes_spread_over_segments(platform: Platform) -> None:
 def test_replays_and_purchases_of_one_call_follow_the_home(platform: Platform) -> None:
     sale = platform.sale(stock=10, segments=2, perUserLimit=2)
     (user,) = users_homed(1, 2, 1)
-    segment = segment_name(sale, 1)
+    segment = segment_name(sale, 1, 2)
     order = new_id()
     first = platform.stock.reserve_many(segment, [Purchase(user, 1, order, "key")])[0]
     again = platform.stock.reserve_many(segment, [Purchase(user, 1, new_id(), "key")])[0]
@@ -256,3 +258,26 @@ async def test_paying_a_reservation_not_yet_stored_in_another_segment(platform: 
         await fast.close()
     assert pay_order(platform.sessions, platform.stock, user, order) == "paid"
     assert platform.stock.outbox_size(sale) == 0
+
+
+def test_segments_are_placed_round_the_slots() -> None:
+    from flashsale.stock import split
+    from flashsale.stock.segments import SLOTS, segment_names, slot_of, target_slot
+
+    for sale, count in (("tv-drop", 3), ("hot", 6), ("a.b-c", 8), ("x", 64)):
+        names = segment_names(sale, count)
+        assert [split(name) for name in names] == [(sale, k) for k in range(count)]
+        for k, name in enumerate(names[1:], start=1):
+            tolerance = max(1, SLOTS // (8 * count))
+            assert abs(slot_of(name) - target_slot(sale, k, count)) <= tolerance, (name, k)
+    # With the slots shared evenly by three masters (as redis-cli lays them out), three
+    # segments land on three masters and six on three, two each.
+    ranges = [(0, 5460), (5461, 10922), (10923, 16383)]
+
+    def master(slot: int) -> int:
+        return next(m for m, (low, high) in enumerate(ranges) if low <= slot <= high)
+
+    for sale in (f"sale-{i}" for i in range(50)):
+        assert len({master(slot_of(n)) for n in segment_names(sale, 3)}) == 3, sale
+        per_master = Counter(master(slot_of(n)) for n in segment_names(sale, 6))
+        assert sorted(per_master.values()) == [2, 2, 2], sale

@@ -197,7 +197,7 @@ def test_sweep_republishes_each_segment_of_a_spread_sale_under_its_own_name(
     waiting: dict[str, set[str]] = {}
     for i in range(12):
         user = f"seg-{i}"
-        segment = segment_name(sale, home(user, 3))
+        segment = segment_name(sale, home(user, 3), 3)
         waiting.setdefault(segment, set()).add(reserve_without_message(platform, segment, user))
     assert len(waiting) == 3
     sweep(platform.sessions, platform.stock, platform.redis, private_queue, 0)

@@ -9,11 +9,11 @@
 --                          minus units lent; "moving" is "1" while the sale is respread;
 --                          "epoch" counts its respreads
 -- KEYS[2]  fs:{seg}:stock  integer: units still for sale in the lending segment
--- KEYS[3]  fs:{seg}:loans  hash: loan id -> "<borrowing segment index>|<units>|<lent at,
+-- KEYS[3]  fs:{seg}:loans  hash: loan id -> "<borrowing segment>|<units>|<lent at,
 --                          ms>|<epoch>"
 --
 -- ARGV[1]  loan id (unique; a repeated id lends nothing more)
--- ARGV[2]  index of the borrowing segment
+-- ARGV[2]  name of the borrowing segment (its hash tag)
 -- ARGV[3]  units wanted (positive integer); fewer are lent when fewer are left
 -- ARGV[4]  deadline (epoch ms, Redis clock), or "0": a call reaching Redis later lends
 --          nothing, since the borrower has given up on it

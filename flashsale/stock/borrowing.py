@@ -19,7 +19,7 @@ import redis
 from flashsale.stock.calls import Loan
 from flashsale.stock.keys import SaleKeys
 from flashsale.stock.link import Link, Unavailable
-from flashsale.stock.segments import sale_of, segment_name, segment_names
+from flashsale.stock.segments import sale_of, segment_names
 from flashsale.stock.wire import pack
 
 log = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ class Borrowing:
             lender = candidates[0]
             tried.add(lender)
             cached_tries += 0 if fresh else 1
-            loan = await self._lend(sale, lender, index, need)
+            loan = await self._lend(sale, names[lender], names[index], need)
             if loan is not None:
                 loans.append(loan)
                 need -= loan.units
@@ -96,8 +96,8 @@ class Borrowing:
             self.levels[name] = int(left or 0)
         return {k: int(left or 0) for k, left in enumerate(levels)}
 
-    async def _lend(self, sale: str, lender: int, borrower: int, units: int) -> Loan | None:
-        name = segment_name(sale, lender)
+    async def _lend(self, sale: str, lender: str, borrower: str, units: int) -> Loan | None:
+        name = lender
         k = SaleKeys(name)
         loan_id = uuid.uuid4().hex
         node = self._link.node_name(name)

@@ -119,7 +119,8 @@ class AsyncStock:
         purchase = Purchase(user, quantity, order_id, idempotency_key)
         for _ in range(MAX_RESENDS):
             index = home(user, self._segments.get(sale, 1))
-            result = await self._decide(segment_name(sale, index), purchase)
+            count = self._segments.get(sale, 1)
+            result = await self._decide(segment_name(sale, index, count), purchase)
             if result.outcome is not Outcome.MOVED:  # else the answer taught the count
                 break
         else:
@@ -159,7 +160,7 @@ class AsyncStock:
             )
             if not loans and home_level < purchase.quantity:
                 return ReserveResult(Outcome.SOLD_OUT)
-            result = await self._decide(segment_name(sale, index), purchase, loans)
+            result = await self._decide(segment_name(sale, index, count), purchase, loans)
             if loans and result.outcome not in (Outcome.LATE, Outcome.UNKNOWN_SALE):
                 self._borrowing.settle_soon(loans)  # credited: the loans are done
             if result.outcome in (Outcome.MOVED, Outcome.MOVING):
@@ -308,7 +309,7 @@ class AsyncStock:
                 pipe.scard(keys.restored)
                 pipe.hgetall(keys.loans)
                 remaining, (inflight, live), returned, loans = await pipe.execute()
-            travelling += loans_of(sale, loans)
+            travelling += loans_of(loans)
             for i, figure in enumerate((remaining, inflight, live, returned)):
                 totals[i] += int(figure or 0)
         if travelling:

@@ -57,14 +57,15 @@ def _ms(secs: Any, micros: Any) -> int:
     return int(secs) * 1000 + int(micros) // 1000
 
 
-def loans_of(sale: str, loans: Mapping[bytes, bytes]) -> list[tuple[str, str, int]]:
+def loans_of(loans: Mapping[bytes, bytes]) -> list[tuple[str, str, int]]:
     """(borrowing segment, loan id, units) of a segment's open loans, from its loans hash
-    ("<to>|<units>|<lent at>|<epoch>"). A loan counts as for sale until its borrower credited it
-    (reserve.lua records the receipt); from then on the borrower's stock holds its units."""
+    ("<borrowing segment>|<units>|<lent at>|<epoch>"). A loan counts as for sale until its
+    borrower credited it (reserve.lua records the receipt); from then on the borrower's
+    stock holds its units."""
     found = []
     for loan_id, value in loans.items():
         to, units, _, _ = value.split(b"|")
-        found.append((segment_name(sale, int(to)), text_of(loan_id), int(units)))
+        found.append((text_of(to), text_of(loan_id), int(units)))
     return found
 
 
@@ -82,7 +83,8 @@ class SaleReads:
 
     def segment_of(self, sale: str, user: str) -> str:
         """The segment holding `user`'s state (and reservations) in `sale`."""
-        return segment_name(sale, home(user, self.segments(sale)))
+        count = self.segments(sale)
+        return segment_name(sale, home(user, count), count)
 
     def segment_names(self, sale: str) -> list[str]:
         return segment_names(sale, self.segments(sale))
@@ -114,7 +116,7 @@ class SaleReads:
             pipe.get(SaleKeys(name).stock)
             pipe.hgetall(SaleKeys(name).loans)
         replies = pipe.execute()
-        travelling = [loan for loans in replies[1::2] for loan in loans_of(sale, loans)]
+        travelling = [loan for loans in replies[1::2] for loan in loans_of(loans)]
         return sum(int(r or 0) for r in replies[0::2]) + self._uncredited(travelling)
 
     def segment_remaining(self, segment: str) -> int:
@@ -161,7 +163,7 @@ class SaleReads:
             if t is not None:
                 total = (total or 0) + int(t)
             remaining += int(r or 0)
-            travelling += loans_of(sale, loans)
+            travelling += loans_of(loans)
             inflight += int(i or 0)
             live += int(v or 0)
             outbox += int(o)
@@ -252,9 +254,9 @@ class SaleReads:
             if len(page) < PAGE:
                 return found
 
-    def open_loans(self, sale: str) -> list[tuple[str, str, int, int, int, int]]:
-        """(lender segment, loan id, borrower index, units, lent at ms, epoch) of every loan
-        not yet settled."""
+    def open_loans(self, sale: str) -> list[tuple[str, str, str, int, int, int]]:
+        """(lender segment, loan id, borrowing segment, units, lent at ms, epoch) of every
+        loan not yet settled."""
         names = self.segment_names(sale)
         pipe = self._client.pipeline(transaction=False)
         for name in names:
@@ -263,5 +265,5 @@ class SaleReads:
         for name, loans in zip(names, pipe.execute(), strict=True):
             for loan_id, value in loans.items():
                 to, units, at, epoch = value.split(b"|")
-                found.append((name, text_of(loan_id), int(to), int(units), int(at), int(epoch)))
+                found.append((name, text_of(loan_id), text_of(to), int(units), int(at), int(epoch)))
         return found

@@ -121,7 +121,7 @@ class RoomOps(SaleReads):
         (room, draw, seed, starts, admissions, expiries), waiting, admitted, now = pipe.execute()
         if room != b"1":
             return None
-        started = int(now[0]) * 1000 >= int(starts or 0)
+        started = int(now[0]) * 1000 + int(now[1]) // 1000 >= int(starts or 0)
         commitment = seed_text = None
         if draw == b"1" and seed:
             commitment = hashlib.sha256(seed).hexdigest()
@@ -191,7 +191,7 @@ class AsyncRoom:
         if answer.status == "admitted" and index != 0:
             # Copied on every poll that finds the shopper admitted: a copy lost to a crash
             # is made again by the next poll, which is how the shopper learns it anyway.
-            name = segment_name(sale, index)
+            name = segment_name(sale, index, count)
             until = answer.admitted_until_ms
             await self._link.read([(name, pack("HSET", SaleKeys(name).admissions, user, until))])
         return answer

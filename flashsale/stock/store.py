@@ -221,7 +221,7 @@ class Stock(RoomOps):
             by_segment[home(user, count)].append(i)
         answers = [0] * len(orders)
         for index, positions in by_segment.items():
-            k = SaleKeys(segment_name(sale, index))
+            k = SaleKeys(segment_name(sale, index, count))
             mine = [orders[i] for i in positions]
             keys = [k.meta, k.stock, k.held, k.restored, *(k.reservation(o) for o, _, _ in mine)]
             args = [part for order in mine for part in order]
@@ -297,17 +297,21 @@ class Stock(RoomOps):
     ) -> Loan | None:
         """Move up to `units` units of segment `lender` towards segment `borrower`; the loan
         (None when nothing was lent) must then be credited (`credit`) and settled."""
-        name = segment_name(sale, lender)
+        count = self.segments(sale)
+        name, to = segment_name(sale, lender, count), segment_name(sale, borrower, count)
         k = SaleKeys(name)
         loan_id = uuid.uuid4().hex
         lent, _, _, epoch = self._scripts.lend(
-            keys=[k.meta, k.stock, k.loans], args=[loan_id, borrower, units, deadline_ms]
+            keys=[k.meta, k.stock, k.loans], args=[loan_id, to, units, deadline_ms]
         )
         return Loan(loan_id, name, int(lent), int(epoch)) if int(lent) > 0 else None
 
     def credit(self, sale: str, borrower: int, loans: Sequence[Loan]) -> int:
         """Credit loans to the borrowing segment, each once; returns its units for sale."""
-        keys, args = reserve_call(segment_name(sale, borrower), (), loans=loans)
+        return self._credit(segment_name(sale, borrower, self.segments(sale)), loans)
+
+    def _credit(self, borrower: str, loans: Sequence[Loan]) -> int:
+        keys, args = reserve_call(borrower, (), loans=loans)
         return parse_answers(self._scripts.reserve(keys=keys, args=args), 0)[1].remaining
 
     def settle(self, loans: Sequence[Loan]) -> int:
@@ -326,10 +330,10 @@ class Stock(RoomOps):
         stale = [loan for loan in self.open_loans(sale) if now - loan[4] >= older_than_ms]
         if stale and self.sale_in_redis(sale).moving:
             return 0  # a respread counts every unit afresh; its loans go with the old keys
-        by_borrower: dict[int, list[Loan]] = defaultdict(list)
+        by_borrower: dict[str, list[Loan]] = defaultdict(list)
         for lender, loan_id, borrower, units, _, epoch in stale:
             by_borrower[borrower].append(Loan(loan_id, lender, units, epoch))
         for borrower, loans in by_borrower.items():
-            self.credit(sale, borrower, loans)
+            self._credit(borrower, loans)
             self.settle(loans)
         return len(stale)

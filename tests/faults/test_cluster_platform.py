@@ -100,7 +100,7 @@ async def test_two_thousand_buyers_over_six_segments(cluster_platform: ClusterPl
     p = cluster_platform
     sale = p.sale(stock=300, segments=6, perUserLimit=1)
     masters = {
-        p.client.get_node_from_key(SaleKeys(segment_name(sale, k)).meta).name for k in range(6)
+        p.client.get_node_from_key(SaleKeys(segment_name(sale, k, 6)).meta).name for k in range(6)
     }
     assert len(masters) == 3
     answers = await crowd(p.base, sale, [f"b{i}" for i in range(2000)])
@@ -121,7 +121,7 @@ async def test_two_thousand_buyers_over_six_segments(cluster_platform: ClusterPl
 async def test_a_master_killed_mid_sale_over_http(cluster_platform: ClusterPlatform) -> None:
     p = cluster_platform
     sale = p.sale(stock=100_000, segments=3, perUserLimit=1)
-    victim = p.client.get_node_from_key(SaleKeys(segment_name(sale, 2)).meta)
+    victim = p.client.get_node_from_key(SaleKeys(segment_name(sale, 2, 3)).meta)
     assert p.storage.cluster is not None
     node = next(n for n in p.storage.cluster.nodes if n.port == victim.port)
     answers: list[httpx.Response] = []

@@ -73,7 +73,8 @@ def at_rest(stock: Stock, sale: str, total: int) -> None:
 async def test_a_hot_sale_spreads_over_every_master(stock: Stock, fast: AsyncStock) -> None:
     stock.load("hot", sale_limits(total=300, per_user_limit=1, segments=6))
     masters = {
-        admin(stock).get_node_from_key(SaleKeys(segment_name("hot", k)).meta).name for k in range(6)
+        admin(stock).get_node_from_key(SaleKeys(segment_name("hot", k, 6)).meta).name
+        for k in range(6)
     }
     assert len(masters) == 3, masters  # six slots of one sale on three masters
     results = await asyncio.gather(
@@ -144,7 +145,7 @@ async def test_a_master_killed_mid_sale(
 ) -> None:
     stock.load("failover", sale_limits(total=100_000, segments=3))
     client = admin(stock)
-    victim = client.get_node_from_key(SaleKeys(segment_name("failover", 1)).meta)
+    victim = client.get_node_from_key(SaleKeys(segment_name("failover", 1, 3)).meta)
     node = next(n for n in cluster.nodes if n.port == victim.port)
     assert node.proc is not None
     buying = asyncio.ensure_future(_buy_steadily(fast, "failover", 8.0))
@@ -184,7 +185,7 @@ async def test_a_segment_migrates_to_another_master_mid_sale(
 ) -> None:
     stock.load("moving", sale_limits(total=100_000, segments=3))
     client = admin(stock)
-    slot = client.keyslot(SaleKeys(segment_name("moving", 2)).meta)
+    slot = client.keyslot(SaleKeys(segment_name("moving", 2, 3)).meta)
     before = client.nodes_manager.get_node_from_slot(slot).name
     buying = asyncio.ensure_future(_buy_steadily(fast, "moving", 6.0))
     await asyncio.sleep(1.0)

@@ -31,7 +31,7 @@ def credit(platform: Platform, segment: str, loans: list[Loan]) -> int:
 
 def test_a_loan_takes_what_is_there_and_records_it(platform: Platform) -> None:
     sale = platform.sale(stock=6, segments=2)  # three units each
-    lender, k = segment_name(sale, 1), SaleKeys(segment_name(sale, 1))
+    lender, k = segment_name(sale, 1, 2), SaleKeys(segment_name(sale, 1, 2))
     units, left, now, epoch = lend(platform, lender, "l1", 0, 2)
     assert (units, left, epoch) == (2, 1, 0) and now > 0
     assert platform.redis.hget(k.loans, "l1") == f"0|2|{now}|0".encode()
@@ -40,15 +40,15 @@ def test_a_loan_takes_what_is_there_and_records_it(platform: Platform) -> None:
     assert lend(platform, lender, "l2", 0, 5)[:2] == [1, 0]
     assert lend(platform, lender, "l3", 0, 1)[:2] == [0, 0]
     # The same loan id again lends nothing more.
-    assert lend(platform, segment_name(sale, 0), "l1", 1, 1)[0] == 1  # another segment's
+    assert lend(platform, segment_name(sale, 0, 2), "l1", 1, 1)[0] == 1  # another segment's
     assert lend(platform, lender, "l1", 0, 1)[0] == 0
 
 
 def test_a_late_or_held_segment_lends_nothing(platform: Platform) -> None:
     sale = platform.sale(stock=4, segments=2)
-    lender = segment_name(sale, 1)
+    lender = segment_name(sale, 1, 2)
     assert lend(platform, lender, "late", 0, 1, deadline=1)[0] == 0
-    assert lend(platform, segment_name("no-such-sale", 1), "x", 0, 1)[0] == 0
+    assert lend(platform, segment_name("no-such-sale", 1, 2), "x", 0, 1)[0] == 0
     platform.stock.hold(sale)
     assert lend(platform, lender, "held", 0, 1)[0] == -1
     assert platform.stock.segment_remaining(lender) == 2
@@ -56,19 +56,19 @@ def test_a_late_or_held_segment_lends_nothing(platform: Platform) -> None:
 
 def test_the_borrower_credits_each_loan_once_and_only_in_its_epoch(platform: Platform) -> None:
     sale = platform.sale(stock=6, segments=2)
-    borrower = segment_name(sale, 0)
-    _, _, _, epoch = lend(platform, segment_name(sale, 1), "l1", 0, 2)
-    loan = Loan("l1", segment_name(sale, 1), 2, epoch)
+    borrower = segment_name(sale, 0, 2)
+    _, _, _, epoch = lend(platform, segment_name(sale, 1, 2), "l1", 0, 2)
+    loan = Loan("l1", segment_name(sale, 1, 2), 2, epoch)
     assert credit(platform, borrower, [loan]) == 5
     assert credit(platform, borrower, [loan]) == 5  # presented again: nothing more
     assert int(platform.redis.hget(SaleKeys(borrower).meta, "moved")) == 2
-    stale = Loan(uuid.uuid4().hex, segment_name(sale, 1), 3, epoch + 1)
+    stale = Loan(uuid.uuid4().hex, segment_name(sale, 1, 2), 3, epoch + 1)
     assert credit(platform, borrower, [stale]) == 5  # another epoch's loan: nothing
 
 
 def test_settling_forgets_credited_loans(platform: Platform) -> None:
     sale = platform.sale(stock=6, segments=2)
-    lender = segment_name(sale, 1)
+    lender = segment_name(sale, 1, 2)
     for loan_id in ("a", "b"):
         lend(platform, lender, loan_id, 0, 1)
     settle = lua_source("settle")
