@@ -9,6 +9,7 @@ import uuid
 from pathlib import Path
 
 from flashsale.demo.crowd import Click, CrowdLog
+from flashsale.demo.room import admitted_first_check, overbook_check, rate_check
 from flashsale.demo.timeline import Sample, Timeline
 from flashsale.invariants import check_invariants
 from flashsale.sales import sale_status
@@ -119,3 +120,72 @@ def test_the_demo_checks_can_fail(platform: Platform) -> None:
         "no user above the per-user limit": True,
         "only answers the contract allows": False,
     }
+
+
+def test_demo_with_a_waiting_room_queues_the_crowd_and_checks_the_gate(tmp_path: Path) -> None:
+    """The crowd joins, polls and buys once admitted; bots that skip the queue are refused;
+    some admissions expire unused; the queue closes sold out; every check passes, the
+    room's three included."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLASHSALE_")}
+    out = tmp_path / "demo"
+    args = ["--stock", "30", "--shoppers", "300", "--spammers", "10", "--second-wave", "80"]
+    room = ["--waiting-room", "--admit-per-second", "10", "--shopping-seconds", "2"]
+    run = subprocess.run(
+        [FLASHSALE, "demo", *args, *room, "--payment-timeout", "2", "--out", str(out)],
+        env=env | {"COLUMNS": "120"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
+    assert "all invariants hold" in run.stdout and "FAIL" not in run.stdout
+    assert "Waiting room: draw, 10 admitted/s" in run.stdout
+    report = json.loads((out / "report.json").read_text())
+    checks = {c["name"]: c["passed"] for c in report["checks"]}
+    assert len(checks) == 9 and all(checks.values())
+    assert {
+        "nobody bought without being admitted",
+        "admissions within admitPerSecond",
+        "admitted within remaining x overbook",
+    } <= set(checks)
+    assert report["paid"] == report["total"] == 30 and report["final_remaining"] == 0
+    assert report["accepted"] == report["orders_persisted"] and report["other_answers"] == 0
+    assert report["not_admitted"] == 10 * 20  # the bots never joined
+
+    room_figures = report["room"]
+    assert room_figures["joined"] == 300 + 80
+    assert room_figures["admitted"] >= room_figures["bought"] == report["accepted"]
+    assert room_figures["expired"] > 0  # some admitted shoppers never clicked "Buy"
+    assert room_figures["polls"] > room_figures["joins"]
+    assert room_figures["closed_sold_out"] is True and room_figures["told_sold_out"] > 0
+    assert (out / "sale.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _room_sample(at: float, admissions: int, admitted: int, remaining: int = 10) -> Sample:
+    return Sample(
+        at, remaining, 0, 10 - remaining, 0, 0, 0, 0,
+        admitted=admitted, admissions=admissions, room_read=(at - 0.01, at),
+    )  # fmt: skip
+
+
+def test_the_waiting_rooms_checks_can_fail() -> None:
+    """A purchase sent before its shopper was admitted, admissions faster than the rate
+    allows, and more admitted shoppers than remaining units x overbook are caught."""
+    log = CrowdLog()
+    log.clicks.append(Click(1.0, 1, "u1", "accepted", 202, 0.01, str(uuid.uuid4())))
+    log.admitted_at["u1"] = 1.5  # told after it bought
+    assert not admitted_first_check(log).passed
+    log.admitted_at["u1"] = 0.5
+    assert admitted_first_check(log).passed
+
+    steady = [_room_sample(t / 4, t * 2, 1) for t in range(1, 9)]  # 8/s
+    assert rate_check(Timeline("s", 10, 0.0, steady), 10).passed
+    assert not rate_check(Timeline("s", 10, 0.0, steady), 5).passed
+
+    # 10 remaining x 1.5: 15 may be admitted, 16 may not; nor may admitted grow alone.
+    within = [_room_sample(0.25, 0, 0), _room_sample(0.5, 0, 0), _room_sample(0.75, 15, 15)]
+    assert overbook_check(Timeline("s", 10, 0.0, within), 1.5).passed
+    above = [*within[:2], _room_sample(0.75, 16, 16)]
+    assert not overbook_check(Timeline("s", 10, 0.0, above), 1.5).passed
+    grew = [*within, _room_sample(1.0, 15, 16)]
+    assert not overbook_check(Timeline("s", 10, 0.0, grew), 1.5).passed

@@ -35,6 +35,41 @@ from flashsale.spec import MAX_SEGMENTS
     "replica, with the broker on a Redis of its own; the report shows each master's share.",
 )
 @click.option(
+    "--waiting-room",
+    is_flag=True,
+    help="Put the sale behind a waiting room: the crowd joins, polls and buys once "
+    "admitted; the report charts the queue and checks its gate.",
+)
+@click.option(
+    "--order",
+    type=click.Choice(["draw", "fifo"]),
+    default="draw",
+    show_default=True,
+    help="With --waiting-room: the room's order.",
+)
+@click.option(
+    "--admit-per-second",
+    type=click.FloatRange(min=0, min_open=True),
+    default=20.0,
+    show_default=True,
+    help="With --waiting-room: shoppers let in per second, at most.",
+)
+@click.option(
+    "--shopping-seconds",
+    type=click.IntRange(min=1),
+    default=4,
+    show_default=True,
+    help="With --waiting-room: how long an admitted shopper may buy.",
+)
+@click.option(
+    "--overbook",
+    type=click.FloatRange(min=0, min_open=True),
+    default=1.5,
+    show_default=True,
+    help="With --waiting-room: admitted shoppers who have not bought stay within "
+    "remaining units x this.",
+)
+@click.option(
     "--out",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
@@ -48,6 +83,11 @@ def demo(
     payment_timeout: int,
     segments: int,
     redis_cluster: int | None,
+    waiting_room: bool,
+    order: str,
+    admit_per_second: float,
+    shopping_seconds: int,
+    overbook: float,
     out: Path | None,
 ) -> None:
     """Run a whole flash sale on throwaway local servers and report on it.
@@ -69,6 +109,11 @@ def demo(
             second_wave=second_wave,
             payment_timeout_seconds=payment_timeout,
             segments=segments,
+            waiting_room=waiting_room,
+            order=order,
+            admit_per_second=admit_per_second,
+            shopping_seconds=shopping_seconds,
+            overbook=overbook,
         )
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None

@@ -22,6 +22,16 @@ class DemoPlan:
     second_wave: int = 600  # shoppers who come back for the returned units; they all pay
     connections: int = 128  # HTTP connections the crowd shares
     segments: int = 1  # the sale's spec.segments: its stock over this many hash slots
+    # With a waiting room (flashsale/demo/room.py), the crowd joins and polls before it
+    # buys; the spammers skip the queue and click "Buy" when the sale starts.
+    waiting_room: bool = False
+    room_lead_seconds: float = 2.0  # the room opens this long before the sale starts
+    order: str = "draw"  # draw | fifo
+    admit_per_second: float = 20.0
+    shopping_seconds: int = 4  # an admission unused this long expires
+    overbook: float = 1.5
+    walk_away: float = 0.15  # share of admitted shoppers who never click "Buy"
+    poll_cap_seconds: float = 2.0  # the demo's clock is fast: polls at most this far apart
 
     def __post_init__(self) -> None:
         if self.stock < 1 or self.shoppers < 1:
@@ -30,3 +40,9 @@ class DemoPlan:
             raise ValueError("never_pay is a share between 0 and 1")
         if not 1 <= self.segments <= MAX_SEGMENTS:
             raise ValueError(f"segments is between 1 and {MAX_SEGMENTS}")
+        if not 0 <= self.walk_away < 1:
+            raise ValueError("walk_away is a share between 0 and 1")
+        if self.admit_per_second <= 0 or self.overbook <= 0 or self.shopping_seconds < 1:
+            raise ValueError("a waiting room admits, overbooks and lets shop above zero")
+        if self.order not in ("draw", "fifo"):
+            raise ValueError("order is draw or fifo")

@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from flashsale.demo.crowd import CrowdLog
+from flashsale.demo.room import RoomReport, print_room
 from flashsale.invariants import Check
 from flashsale.local.masters import MasterWork, share
 from flashsale.sales import SaleStatus
@@ -71,6 +72,8 @@ class DemoReport:
     redis: str = "one Redis"
     segments: int = 1
     masters: list[MasterShare] = field(default_factory=list)
+    room: RoomReport | None = None  # the waiting room's figures, when the sale had one
+    not_admitted: int = 0  # purchases refused: the waiting room had not let them in
 
     @property
     def passed(self) -> bool:
@@ -103,7 +106,7 @@ def build_report(
         (c.at for c in first_wave), default=0.0
     )
     latencies = [c.latency * 1000 for c in log.clicks]
-    known = ("accepted", "sold_out", "limit_reached", "rate_limited")
+    known = ("accepted", "sold_out", "limit_reached", "rate_limited", "not_admitted")
     shoppers, spammers, second_wave = counts
     return DemoReport(
         sale=status.name,
@@ -129,6 +132,7 @@ def build_report(
         latency_p99_ms=_percentile(latencies, 0.99),
         seconds=seconds,
         checks=checks,
+        not_admitted=outcomes["not_admitted"],
     )
 
 
@@ -146,6 +150,7 @@ def print_report(report: DemoReport, console: Console) -> None:
         ("sold out (409)", f"{report.sold_out:,}"),
         ("limit reached (409)", f"{report.limit_reached:,}"),
         ("rate limited (429)", f"{report.rate_limited:,}"),
+        *([("not admitted (409)", f"{report.not_admitted:,}")] if report.room else []),
         ("other answers", f"{report.other_answers:,}"),
         ("orders persisted", f"{report.orders_persisted:,}"),
         ("paid", f"{report.paid:,}"),
@@ -161,6 +166,8 @@ def print_report(report: DemoReport, console: Console) -> None:
     for label, value in rows:
         figures.add_row(label, value)
     console.print(figures)
+    if report.room:
+        print_room(report.room, console)
     if report.masters:
         print_masters(report, console)
     verdicts = Table(title="Invariants")

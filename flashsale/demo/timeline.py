@@ -10,7 +10,12 @@ in the demo (a payment changes nothing, a rejected order's units are not put bac
 move only units for sale; a dead letter's release would, and the demo's orders are all
 storable), so a sample whose read saw no return counts at most the units taken at
 the instant of its last read. `Timeline.instants` keeps those for the check that no
-instant oversold; the chart and the waits use every sample."""
+instant oversold; the chart and the waits use every sample.
+
+With a waiting room, each sample reads the room's figures first (`Stock.room_figures`:
+queue length, admitted shoppers, admissions and expiries so far), then the units, and
+keeps when the room's read began and ended: the checks of the room's gate
+(flashsale/demo/room.py) bound what happened between two reads by those moments."""
 
 from __future__ import annotations
 
@@ -23,7 +28,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from flashsale.db.models import Order
-from flashsale.stock import AsyncStock
+from flashsale.stock import AsyncStock, Stock
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +41,12 @@ class Sample:
     paid: int
     expired: int
     returned: int  # expired orders whose units are back in stock
+    # The waiting room's figures, read just before the units (all 0 without a room).
+    waiting: int = 0  # shoppers in the queue
+    admitted: int = 0  # admitted, not yet bought
+    admissions: int = 0  # shoppers let in so far
+    expiries: int = 0  # admissions that ran out unused
+    room_read: tuple[float, float] = (0.0, 0.0)  # when the room's read began and ended
 
 
 @dataclass
@@ -77,8 +88,20 @@ def order_counts(sessions: sessionmaker[Session], sale: str) -> dict[str, int]:
 
 
 async def sample_once(
-    timeline: Timeline, stock: AsyncStock, sessions: sessionmaker[Session]
+    timeline: Timeline,
+    stock: AsyncStock,
+    sessions: sessionmaker[Session],
+    room: Stock | None = None,
 ) -> Sample:
+    waiting = admitted = admissions = expiries = 0
+    began = ended = 0.0
+    if room is not None:
+        began = time.monotonic() - timeline.started
+        read = await asyncio.to_thread(room.room_figures, timeline.sale)
+        ended = time.monotonic() - timeline.started
+        if read is not None:
+            waiting, admitted = read.waiting, read.admitted
+            admissions, expiries = read.admissions, read.expiries
     # Each segment in one MULTI, the segments one after another (see the module's doc).
     remaining, inflight, live, returned = await stock.units(timeline.sale)
     counts = await asyncio.to_thread(order_counts, sessions, timeline.sale)
@@ -91,6 +114,11 @@ async def sample_once(
         paid=counts.get("paid", 0),
         expired=counts.get("expired", 0),
         returned=returned,
+        waiting=waiting,
+        admitted=admitted,
+        admissions=admissions,
+        expiries=expiries,
+        room_read=(began, ended),
     )
     timeline.samples.append(sample)
     return sample
@@ -101,7 +129,8 @@ async def sample_forever(
     stock: AsyncStock,
     sessions: sessionmaker[Session],
     every: float = 0.25,
+    room: Stock | None = None,
 ) -> None:
     while True:
-        await sample_once(timeline, stock, sessions)
+        await sample_once(timeline, stock, sessions, room)
         await asyncio.sleep(every)
