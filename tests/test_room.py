@@ -271,3 +271,15 @@ async def test_a_respread_keeps_the_queue_and_the_admissions(platform: Platform)
         assert result.outcome is Outcome.ACCEPTED, result
     finally:
         await fast.close()
+
+
+def test_a_buyer_whose_turn_is_over_reads_expired(platform: Platform) -> None:
+    sale = platform.sale(stock=3, waitingRoom=room(shoppingSeconds=1), perUserLimit=1)
+    platform.stock.join(sale, "quick")
+    assert platform.stock.poll(sale, "quick").status == "admitted"
+    assert platform.stock.reserve(sale, "quick", 1, new_id()).outcome is Outcome.ACCEPTED
+    assert platform.stock.poll(sale, "quick").status == "admitted"  # the turn goes on
+    time.sleep(1.1)
+    assert platform.stock.poll(sale, "quick").status == "expired"
+    figures = platform.stock.room_figures(sale)
+    assert figures is not None and figures.expiries == 0  # used, not run out

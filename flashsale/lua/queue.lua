@@ -20,7 +20,8 @@
 -- KEYS[4]  fs:{sale}:room:admitted  zset: admitted shopper who has not bought -> until (ms)
 -- KEYS[5]  fs:{sale}:room:joined    zset: every shopper who joined -> the place they got
 -- KEYS[6]  fs:{sale}:room:expired   set: shoppers whose admission ran out unused
--- KEYS[7]  fs:{sale}:room:shopped   zset: admitted shoppers who bought -> until (ms)
+-- KEYS[7]  fs:{sale}:room:shopped   zset: admitted shoppers who bought -> until (ms); their
+--                                   turn reads "expired" once it is over
 -- KEYS[8]  fs:{sale}:adm            hash: shopper -> admitted until (ms), what reserve.lua
 --                                   checks (the shoppers homed in this segment)
 --
@@ -99,7 +100,6 @@ if now >= starts and not ended then
     end
     redis.call("HINCRBY", meta_key, "room_expiries", #gone)
   end
-  redis.call("ZREMRANGEBYSCORE", shopped_key, "-inf", now)
   local last = tonumber(m[11] or tostring(starts))
   local burst = math.max(1, rate / 20)
   local tokens = math.min(burst, tonumber(m[12] or "1") + math.max(0, now - last) * rate / 1000)
@@ -128,7 +128,8 @@ local function status_of(user)
     redis.call("HSET", adm_key, user, until_ms)
     return answer("admitted", 0, 0, until_ms, possible, waiting)
   end
-  if redis.call("SISMEMBER", expired_key, user) == 1 then
+  -- A turn that ran out, used (the shopper bought: kept, one per buyer) or not.
+  if until_ms > 0 or redis.call("SISMEMBER", expired_key, user) == 1 then
     return answer("expired", 0, 0, 0, possible, waiting)
   end
   local rank = redis.call("ZRANK", queue_key, user)
