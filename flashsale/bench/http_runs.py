@@ -8,6 +8,7 @@ from typing import Any
 from flashsale.api.server import DEFAULT_SERVER
 from flashsale.bench import scenarios
 from flashsale.bench.processes import api_server
+from flashsale.bench.room_runs import room_series
 from flashsale.bench.run import Run
 from flashsale.bench.wrk import Load, WrkResult
 from flashsale.invariants import check_admission
@@ -25,8 +26,11 @@ def reserve_calls(base: str) -> tuple[float, float]:
     return found["_sum"], found["_count"]
 
 
-def http_figures(run: Run, server: str, with_sold_out: bool = True) -> dict[str, Any]:
-    """/healthz, the reservation path and (optionally) the sold-out path on one server."""
+def http_figures(
+    run: Run, server: str, with_sold_out: bool = True, with_room: bool = False
+) -> dict[str, Any]:
+    """/healthz, the reservation path and (optionally) the sold-out path on one server;
+    `with_room`: the waiting room's series after them, under "room"."""
     p, o = run.platform, run.options
     env = p.env(FLASHSALE_API_WORKERS=str(o.workers))
     api = api_server(env, p.workdir / f"api-{server}.log", server, o.workers).start()
@@ -103,6 +107,8 @@ def http_figures(run: Run, server: str, with_sold_out: bool = True) -> dict[str,
                 ),
                 api.pids,
             )
+        if with_room:
+            figures["room"] = room_series(run, api, server)
     finally:
         api.stop()
     for sale in p.sales:

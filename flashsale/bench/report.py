@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from flashsale.bench.cluster_report import cluster_markdown, cluster_targets
+from flashsale.bench.room_report import room_markdown, room_ratios, room_targets
 from flashsale.bench.stats import cell, median_of
 
 # (name, what, target) — evaluated per concurrency level where it says so.
@@ -43,6 +44,8 @@ def ratios(results: dict[str, Any]) -> dict[str, dict[str, float]]:
             / median_of(results["sql_baseline_async_commit"][level], "rps"),
             "drain_vs_insert_ceiling": drain / ceiling,
         }
+    for level, room in room_ratios(results).items():
+        out.setdefault(level, {}).update(room)
     # NaN (a figure that was skipped) is left out: it is not valid JSON.
     return {level: {k: round(v, 3) for k, v in r.items() if v == v} for level, r in out.items()}
 
@@ -207,6 +210,7 @@ def markdown(results: dict[str, Any]) -> str:
         busiest = reservation[max(reservation, key=int)]
         one_sale = busiest.get("redis_cpu_us_per_request", {}).get("median")
         lines += cluster_markdown(results["cluster_series"], one_sale)
+    lines += room_markdown(results)
     inv = results["invariants"]
     failed = [c for c in inv["checks"] if not c["ok"]]
     lines += [
@@ -263,7 +267,11 @@ def charts(results: dict[str, Any], stem: Path) -> list[Path]:
 def write_report(results: dict[str, Any], out_dir: Path, stamp: str) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     results["ratios"] = ratios(results)
-    results["targets"] = targets(results["ratios"]) + cluster_targets(results.get("cluster_series"))
+    results["targets"] = (
+        targets(results["ratios"])
+        + room_targets(room_ratios(results))
+        + cluster_targets(results.get("cluster_series"))
+    )
     stem = out_dir / stamp
     results["charts"] = [p.name for p in charts(results, stem)]
     results["table"] = f"{stamp}.md"

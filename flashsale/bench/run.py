@@ -48,6 +48,9 @@ class Options:
     # Distinct shoppers, each with a token; the reservation warm-up reaches every one, so
     # the timed runs see each token's verification cached (a first use costs ~35 us).
     users: int = 10_000
+    # Fresh shoppers for the joins figure (flashsale/bench/room_runs.py): each wrk run
+    # joins a fresh sale, and no user of this pool twice while it lasts.
+    join_users: int = 80_000
     backlog: int = 50_000
     drain_runs: int = 3  # insert-ceiling runs; the drain itself is timed in three slices
     # The drain is stopped after this long (the run must end within 15 minutes); the
@@ -78,6 +81,7 @@ class Options:
             warmup=1,
             servers=(DEFAULT_SERVER,),
             users=500,
+            join_users=10_000,
             backlog=500,
             drain_runs=1,
             drain_seconds=60,
@@ -112,9 +116,10 @@ class Run:
         busiest = max(self.purchases_per_call, key=int)
         return max(1, round(self.purchases_per_call[busiest]))
 
-    def new_sale(self, prefix: str, stock: int) -> str:
+    def new_sale(self, prefix: str, stock: int, **spec: Any) -> str:
         self.sale_counter += 1
-        return self.platform.sale(f"{prefix}-{self.sale_counter}", stock, **SHOPPER_SPEC)
+        name = f"{prefix}-{self.sale_counter}"
+        return self.platform.sale(name, stock, **(SHOPPER_SPEC | spec))
 
     def check(self, result: Check) -> None:
         self.checks.append(result)
@@ -151,24 +156,30 @@ class Run:
         expected: int,
         after: Callable[[WrkResult, int], None],
         server_pids: list[int] | None = None,
+        levels: tuple[int, ...] | None = None,
+        fresh: Callable[[Load], Load] | None = None,
     ) -> dict[str, Any]:
-        """Warm-up, then `runs` timed runs per concurrency, the invariants after each.
-        With `server_pids`, also the server's and Redis's CPU time per answered request."""
+        """Warm-up, then `runs` timed runs per concurrency (`levels`, default all), the
+        invariants after each. With `server_pids`, also the server's and Redis's CPU time
+        per answered request. With `fresh`, every wrk run (the warm-up too) takes its load
+        from `fresh(load)`: for requests that change state for good (joining a queue)."""
         redis_pids = (
             [self.platform.redis_server.proc.pid] if self.platform.redis_server.proc else []
         )
         by_connections: dict[str, Any] = {}
-        for connections in self.options.connections:
+        for connections in levels or self.options.connections:
             load = make_load(connections)
-            warm = self.wrk(dataclasses.replace(load, seconds=self.options.warmup))
+            warm_load = fresh(load) if fresh else load
+            warm = self.wrk(dataclasses.replace(warm_load, seconds=self.options.warmup))
             after(warm, connections)
             runs = []
             for _ in range(self.options.runs):
+                run_load = fresh(load) if fresh else load
                 waited = self.wait_for_rewrite()
                 persistence = self.redis_persistence()
                 machine = cpu_times()
                 cpu_before = (cpu_seconds(server_pids or []), cpu_seconds(redis_pids))
-                result = self.wrk(load)
+                result = self.wrk(run_load)
                 answered = max(1, sum(result.status.values()))
                 server_cpu = cpu_seconds(server_pids or []) - cpu_before[0]
                 redis_cpu = cpu_seconds(redis_pids) - cpu_before[1]

@@ -60,7 +60,8 @@ def run_benchmark(options: Options, log: Callable[[str], None] = print) -> Path:
         }
         servers: dict[str, Any] = {}
         for name in options.servers:
-            servers[name] = http_figures(run, name)
+            servers[name] = http_figures(run, name, with_room=name == server)
+        results["room_series"] = servers[server].pop("room")
         results["servers"] = servers
         results["sql_baseline"] = sql_baseline(run, server, "on")
         results["sql_baseline_async_commit"] = sql_baseline(run, server, "off")

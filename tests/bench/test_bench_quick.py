@@ -62,6 +62,10 @@ def test_quick_run_writes_every_figure_and_checks_invariants(tmp_path: Path) -> 
         "drain_by_size_1",
         "drain_by_size_256",
         "cluster",
+        "poll",
+        "join",
+        "reservation_unqueued",
+        "reservation_queued",
     }
     assert results["backlog_per_message"] >= 1
     assert results["servers"][default]["reservation"]["64"]["purchases_per_call"] >= 1
@@ -80,7 +84,16 @@ def test_quick_run_writes_every_figure_and_checks_invariants(tmp_path: Path) -> 
         "cluster_redis_cpu_vs_single",
     }
 
+    # The waiting room's series: joins and polls beside the sold-out path, purchases on a
+    # queued sale beside an unqueued one.
+    room = results["room_series"]
+    for figure in ("poll", "join", "reservation_unqueued", "reservation_queued"):
+        assert room[figure]["64"]["rps"]["median"] > 0 and room[figure]["64"]["errors"]["max"] == 0
+    assert {"poll_vs_sold_out", "queued_vs_unqueued_reservation"} <= set(ratios)
+    assert "poll_vs_sold_out" in {t["target"] for t in results["targets"]}
+
     table = (tmp_path / results["table"]).read_text()
+    assert "## Waiting room series" in table
     assert "SQL row-lock baseline" in table and "## Targets" in table
     assert "## Cluster series: 3 masters" in table
     for chart in results["charts"]:
