@@ -139,6 +139,7 @@ async def test_a_master_killed_mid_sale_over_http(cluster_platform: ClusterPlatf
             await asyncio.sleep(0.01)
         await asyncio.gather(*tasks)
     codes = Counter(a.status_code for a in answers)
+    print(f"a master killed mid-sale over HTTP: {dict(codes)}")
     assert set(codes) <= {202, 503}, codes
     assert all("Retry-After" in a.headers for a in answers if a.status_code == 503)
     assert codes[202] > 400, codes

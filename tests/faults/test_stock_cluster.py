@@ -135,9 +135,11 @@ def _check_decided_once(
     assert accepted <= outbox
     assert outbox <= accepted | errored
     at_rest(stock, sale, total)
-    return Counter(
+    counts = Counter(
         a.outcome.value if isinstance(a, ReserveResult) else type(a).__name__ for _, a in answers
     )
+    print(f"{sale}: {dict(counts)}; outbox {len(outbox)}, of them errored {len(outbox & errored)}")
+    return counts
 
 
 async def test_a_master_killed_mid_sale(
