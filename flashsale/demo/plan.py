@@ -31,7 +31,10 @@ class DemoPlan:
     shopping_seconds: int = 4  # an admission unused this long expires
     overbook: float = 1.5
     walk_away: float = 0.15  # share of admitted shoppers who never click "Buy"
-    poll_cap_seconds: float = 2.0  # the demo's clock is fast: polls at most this far apart
+    # The demo's clock is fast: polls at most this far apart (the room asks for up to 20 s
+    # far back). Each poll costs the API about 0.6 ms of CPU (BENCHMARKS.md): 3,600
+    # shoppers polling every 2 s would take most of a core of the demo's machine.
+    poll_cap_seconds: float = 4.0
 
     def __post_init__(self) -> None:
         if self.stock < 1 or self.shoppers < 1:

@@ -181,7 +181,8 @@ class RoomReport:
     expired: int  # admissions that ran out unused (the room's count)
     bought: int  # admitted shoppers whose purchase was accepted
     told_sold_out: int  # waiting shoppers who read sold_out when the queue closed
-    not_admitted: int  # clicks refused: the shopper was not let in
+    not_admitted: int  # clicks refused of shoppers who never joined (the bots)
+    turn_over: int  # clicks refused not_admitted of shoppers whose admission had run out
     joins: int
     polls: int
     peak_waiting: int
@@ -195,6 +196,7 @@ def room_report(
     calls = log.room_calls
     ops = Counter(c.op for c in calls)
     joined = {c.user for c in calls if c.op == "join" and c.status == 202}
+    refused = [c for c in log.clicks if c.outcome == "not_admitted"]
     last = max(timeline.samples, key=lambda s: s.room_read[1], default=None)
     figures = status.stock
     return RoomReport(
@@ -208,7 +210,8 @@ def room_report(
         expired=last.expiries if last else 0,
         bought=len({c.user for c in log.accepted()}),
         told_sold_out=len({c.user for c in calls if c.status == 200 and c.outcome == "sold_out"}),
-        not_admitted=log.outcomes()["not_admitted"],
+        not_admitted=sum(1 for c in refused if c.user not in joined),
+        turn_over=sum(1 for c in refused if c.user in joined),
         joins=ops["join"],
         polls=ops["poll"],
         peak_waiting=max((s.waiting for s in timeline.samples), default=0),
@@ -234,7 +237,8 @@ def print_room(room: RoomReport, console: Console) -> None:
         ("admitted and bought", f"{room.bought:,}"),
         ("admissions expired unused", f"{room.expired:,}"),
         ("told sold out while waiting", f"{room.told_sold_out:,}"),
-        ("clicks refused not_admitted (bots)", f"{room.not_admitted:,}"),
+        ("clicks refused not_admitted: bots", f"{room.not_admitted:,}"),
+        ("... of shoppers whose turn ran out", f"{room.turn_over:,}"),
         ("joins / polls", f"{room.joins:,} / {room.polls:,}"),
         ("most waiting / most admitted at once", f"{room.peak_waiting:,} / {room.peak_admitted:,}"),
         ("queue closed sold out", "yes" if room.closed_sold_out else "no"),
