@@ -1,4 +1,5 @@
-"""POST /v1/sales/{sale}/reservations without the framework's per-request machinery.
+"""POST /v1/sales/{sale}/reservations, and the waiting room's joins and polls (POST and
+GET /v1/sales/{sale}/queue), without the framework's per-request machinery.
 
 FastAPI's dependency solving, parameter validation and threadpool hops cost several
 times what deciding the purchase costs (profiled: about 40% of the CPU of a reservation),
@@ -25,11 +26,14 @@ from flashsale.api.admission import IDEMPOTENCY_KEY, admit
 from flashsale.api.errors import ApiError
 from flashsale.api.limits import declared_too_long, replay_body
 from flashsale.api.metrics import observe_request
+from flashsale.api.queueing import join_room, poll_room
 from flashsale.api.schemas import MAX_QUANTITY
 from flashsale.api.services import Services
 
 PATH = re.compile(r"^/v1/sales/([^/]+)/reservations$")
 ROUTE_TEMPLATE = "/v1/sales/{sale}/reservations"
+QUEUE_PATH = re.compile(r"^/v1/sales/([^/]+)/queue$")
+QUEUE_TEMPLATE = "/v1/sales/{sale}/queue"
 
 
 log = logging.getLogger(__name__)
@@ -79,7 +83,14 @@ class ReservationFastPath:
         self.max_body_bytes = max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST":
+        if scope["type"] != "http" or scope["method"] not in ("POST", "GET"):
+            await self.app(scope, receive, send)
+            return
+        queue = QUEUE_PATH.match(scope["path"])
+        if queue is not None and not scope.get("query_string"):
+            await self._queue(scope, receive, send, queue.group(1))
+            return
+        if scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
         match = PATH.match(scope["path"])
@@ -133,3 +144,33 @@ class ReservationFastPath:
             return
         await _answer(send, 202, accepted, None)
         observe_request("POST", ROUTE_TEMPLATE, 202, time.perf_counter() - started)
+
+    async def _queue(self, scope: Scope, receive: Receive, send: Send, sale: str) -> None:
+        """A join or a poll with a token and no body; anything else goes to the route."""
+        started = time.perf_counter()
+        method = scope["method"]
+        authorization = None
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                authorization = value.decode("latin-1")
+            elif name in (b"content-length", b"transfer-encoding") and value not in (b"0",):
+                await self.app(scope, receive, send)  # a body: the route decides
+                return
+        services: Services = self.app.state.services
+        status = 202 if method == "POST" else 200
+        try:
+            user = services.verifier.user_of(authorization)
+            answer = poll_room if method == "GET" else join_room
+            body = await answer(services, sale, user)
+        except ApiError as exc:
+            await _answer(send, exc.status, exc.body(), exc.headers)
+            observe_request(method, QUEUE_TEMPLATE, exc.status, time.perf_counter() - started)
+            return
+        except Exception:
+            log.exception("waiting room call failed")
+            error = orjson.dumps({"error": "internal", "detail": "internal error"})
+            await _answer(send, 500, error, None)
+            observe_request(method, QUEUE_TEMPLATE, 500, time.perf_counter() - started)
+            return
+        await _answer(send, status, body, None)
+        observe_request(method, QUEUE_TEMPLATE, status, time.perf_counter() - started)
