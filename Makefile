@@ -76,7 +76,7 @@ e2e-kind: k8s-tools  ## kind cluster, image, chart, a sale, one purchase, kubect
 	FLASHSALE_K8S_BIN=$(CURDIR)/$(VENV)/k8s-bin scripts/e2e-kind.sh
 
 .PHONY: bench
-# The benchmark of BENCHMARKS.md (9 to 14 minutes); BENCH_ARGS="--quick" for a smoke run.
+# The benchmark of BENCHMARKS.md (about 15 minutes); BENCH_ARGS="--quick" for a smoke run.
 # It drives load with wrk and measures Redis with redis-benchmark: installed here with
 # apt-get when missing and running as root, otherwise it says how to get them.
 bench: install  ## benchmarks vs the SQL row-lock design and the ceilings (BENCHMARKS.md)
