@@ -44,6 +44,9 @@ log = logging.getLogger(__name__)
 MAX_BATCHES_IN_FLIGHT = 2
 # A call a cluster node refused (it did not run) goes again this often at most.
 MAX_RESENDS = 4
+# Answers of reserve.lua that credited no loan (it stopped before crediting): their
+# loans are left for the sweep, which credits and settles them.
+UNCREDITED = frozenset({Outcome.LATE, Outcome.UNKNOWN_SALE, Outcome.MOVING})
 # Rounds of borrowing for one purchase, while other shoppers take the units it borrowed.
 BORROW_ROUNDS = 4
 # Loans tried from what earlier answers showed before reading every segment afresh.
@@ -118,8 +121,8 @@ class AsyncStock:
     ) -> ReserveResult:
         purchase = Purchase(user, quantity, order_id, idempotency_key)
         for _ in range(MAX_RESENDS):
-            index = home(user, self._segments.get(sale, 1))
             count = self._segments.get(sale, 1)
+            index = home(user, count)
             result = await self._decide(segment_name(sale, index, count), purchase)
             if result.outcome is not Outcome.MOVED:  # else the answer taught the count
                 break
@@ -161,7 +164,7 @@ class AsyncStock:
             if not loans and home_level < purchase.quantity:
                 return ReserveResult(Outcome.SOLD_OUT)
             result = await self._decide(segment_name(sale, index, count), purchase, loans)
-            if loans and result.outcome not in (Outcome.LATE, Outcome.UNKNOWN_SALE):
+            if loans and result.outcome not in UNCREDITED:
                 self._borrowing.settle_soon(loans)  # credited: the loans are done
             if result.outcome in (Outcome.MOVED, Outcome.MOVING):
                 raise Unavailable(f"the segments of sale {sale} are changing")
