@@ -50,7 +50,7 @@ class Options:
     users: int = 10_000
     # Fresh shoppers for the joins figure (flashsale/bench/room_runs.py): each wrk run
     # joins a fresh sale, and no user of this pool twice while it lasts.
-    join_users: int = 80_000
+    join_users: int = 150_000  # more than a 6 s run of joins takes at 20,000/s
     backlog: int = 50_000
     drain_runs: int = 3  # insert-ceiling runs; the drain itself is timed in three slices
     # The drain is stopped after this long (the run must end within 15 minutes); the
@@ -81,7 +81,7 @@ class Options:
             warmup=1,
             servers=(DEFAULT_SERVER,),
             users=500,
-            join_users=10_000,
+            join_users=30_000,
             backlog=500,
             drain_runs=1,
             drain_seconds=60,

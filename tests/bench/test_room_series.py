@@ -76,7 +76,7 @@ def test_a_smallest_room_series_measures_joins_polls_and_queued_purchases(
     from flashsale.bench.room_runs import room_series
 
     options = Options.quick_run(bench_platform.workdir / "out")
-    options.connections, options.users, options.join_users = (16,), 200, 4_000
+    options.connections, options.users, options.join_users = (16,), 200, 30_000
     run = Run(options, bench_platform, Path(), lambda _: None)
     run.tokens = write_tokens(bench_platform.workdir / "tokens.txt", JWT_SECRET, options.users)
     env = bench_platform.env(FLASHSALE_API_WORKERS="1")
