@@ -7,21 +7,18 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import pytest
 
 from flashsale.stock.keys import SaleKeys
 from flashsale.stock.room import DRAW_PLACES, draw_place
 from tests.conftest import Platform
+from tests.helpers.room import at
 from tests.test_cli import run
 
 EARLY = [f"early-{i}" for i in range(6)]
 LATE = ["late-1", "late-2"]
-
-
-def at(seconds: float) -> str:
-    return (datetime.now(UTC) + timedelta(seconds=seconds)).isoformat()
 
 
 def test_before_the_start_only_the_commitment_shows(platform: Platform) -> None:

@@ -8,32 +8,22 @@ import asyncio
 import time
 import uuid
 from collections import Counter
-from datetime import UTC, datetime, timedelta
 
 import redis.asyncio
 
 from flashsale.stock import AsyncStock, Outcome, home, segment_name
 from flashsale.stock.room import draw_place
 from tests.conftest import Platform
+from tests.helpers.room import at
+from tests.helpers.room import room as plain_room
+
+
+def room(**changes: object) -> dict[str, object]:
+    return plain_room(**({"overbook": 100} | changes))
 
 
 def new_id() -> str:
     return str(uuid.uuid4())
-
-
-def room(**changes: object) -> dict[str, object]:
-    doc: dict[str, object] = {
-        "opensAt": at(-1),
-        "order": "fifo",
-        "admitPerSecond": 1000,
-        "shoppingSeconds": 60,
-        "overbook": 100,
-    }
-    return doc | changes
-
-
-def at(seconds: float) -> str:
-    return (datetime.now(UTC) + timedelta(seconds=seconds)).isoformat()
 
 
 def test_joining_twice_keeps_one_place(platform: Platform) -> None:

@@ -4,11 +4,11 @@ everyone else, the refusals of the contract, and bad input answered as everywher
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime, timedelta
 
 import httpx
 
 from tests.conftest import Platform, auth
+from tests.helpers.room import at, room
 
 FIELDS = {
     "sale",
@@ -19,21 +19,6 @@ FIELDS = {
     "chance",
     "poll_after_seconds",
 }
-
-
-def at(seconds: float) -> str:
-    return (datetime.now(UTC) + timedelta(seconds=seconds)).isoformat()
-
-
-def room(**changes: object) -> dict[str, object]:
-    doc: dict[str, object] = {
-        "opensAt": at(-1),
-        "order": "fifo",
-        "admitPerSecond": 1000,
-        "shoppingSeconds": 60,
-        "overbook": 1,
-    }
-    return doc | changes
 
 
 async def test_join_poll_buy(platform: Platform, client: httpx.AsyncClient) -> None:

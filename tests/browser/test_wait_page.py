@@ -17,7 +17,6 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -28,25 +27,16 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from flashsale.stock import Outcome
 from tests.conftest import Platform, auth, token
+from tests.helpers.room import at
+from tests.helpers.room import room as plain_room
 
 Shots = Callable[[WebDriver, str], None]
 SKU = "TV-55-OLED"
 CROWD = 40  # shoppers ahead: four seconds of waiting at 10 a second
 
 
-def at(seconds: float) -> str:
-    return (datetime.now(UTC) + timedelta(seconds=seconds)).isoformat()
-
-
 def room(**changes: object) -> dict[str, object]:
-    doc: dict[str, object] = {
-        "opensAt": at(-1),
-        "order": "fifo",
-        "admitPerSecond": 1000,
-        "shoppingSeconds": 120,
-        "overbook": 1,
-    }
-    return doc | changes
+    return plain_room(**({"shoppingSeconds": 120} | changes))
 
 
 def text(driver: WebDriver, element_id: str) -> str:
